@@ -1,0 +1,1 @@
+"""Run-time support shared by every tier: memory regions, helpers, machine state."""

@@ -1,0 +1,70 @@
+"""Execution tiers: every way pybpf can run a program, behind one small interface.
+
+A tier compiles a :class:`~pybpf.program.Program` once into something that runs it
+on a :class:`~pybpf.runtime.machine.Machine` and returns r0.  Native tiers are
+imported only when asked for, so importing pybpf loads no native code.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pybpf.errors import TierUnavailableError
+from pybpf.program import Program
+from pybpf.runtime.machine import Machine
+
+
+class CompiledProgram(Protocol):
+    def run(self, machine: Machine) -> int: ...
+
+
+class Tier(Protocol):
+    name: str
+
+    def unavailable_reason(self) -> str | None:
+        """Why this tier cannot run here, or None if it can."""
+        ...
+
+    def compile(self, program: Program) -> CompiledProgram: ...
+
+
+def _interpreter() -> Tier:
+    from pybpf.tiers.interp import InterpreterTier
+
+    return InterpreterTier()
+
+
+_TIER_FACTORIES = {
+    "interp": _interpreter,
+}
+"""Tier name to a factory; a factory may import heavy or native modules lazily."""
+
+TIER_ALIASES = {"interpreter": "interp", "auto": "interp"}
+
+TIER_NAMES = tuple(_TIER_FACTORIES)
+
+
+def get_tier(name: str) -> Tier:
+    """The tier called ``name``; raises :class:`TierUnavailableError` if it cannot run."""
+    canonical = TIER_ALIASES.get(name, name)
+    factory = _TIER_FACTORIES.get(canonical)
+    if factory is None:
+        known = ", ".join((*TIER_NAMES, *TIER_ALIASES))
+        raise TierUnavailableError(f"unknown tier {name!r} (known: {known})")
+    tier = factory()
+    reason = tier.unavailable_reason()
+    if reason is not None:
+        raise TierUnavailableError(f"tier {canonical!r} is unavailable: {reason}")
+    return tier
+
+
+def available_tiers() -> list[tuple[str, str | None]]:
+    """Every tier with the reason it cannot run here, or None where it can."""
+    result: list[tuple[str, str | None]] = []
+    for name, factory in _TIER_FACTORIES.items():
+        try:
+            reason = factory().unavailable_reason()
+        except Exception as exc:  # a tier whose module fails to import is unavailable
+            reason = f"{type(exc).__name__}: {exc}"
+        result.append((name, reason))
+    return result

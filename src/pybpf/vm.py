@@ -1,0 +1,282 @@
+"""The Python API for running programs: :class:`VM` and its fixed-metadata flavour.
+
+The rbpf VM flavours map onto one class:
+
+* no data: ``vm.run()`` starts with r1 = 0;
+* raw memory: ``vm.run(mem)`` maps ``mem`` and starts with r1 = its VM address and
+  r2 = its length, as uBPF does;
+* metadata buffer: ``vm.run(mem, mbuff=meta)`` maps both and starts with r1 = the
+  metadata buffer's address (r2 = its length); the caller fills ``meta`` using
+  :attr:`VM.input_address`;
+* fixed metadata buffer: :class:`FixedMbuffVM` owns the metadata buffer and writes
+  the input's start and end addresses into it before every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pybpf.errors import BpfError
+from pybpf.program import Program
+from pybpf.runtime.helpers import HelperFunction, HelperRegistry, default_helpers
+from pybpf.runtime.machine import (
+    DEFAULT_BUDGET,
+    DEFAULT_MAX_CALL_DEPTH,
+    DEFAULT_STACK_SIZE,
+    Machine,
+    MachineConfig,
+)
+from pybpf.runtime.memory import (
+    ADDRESS_SPACE_END,
+    EXTRA_BASE,
+    INPUT_BASE,
+    MBUFF_BASE,
+    REGION_ALIGN,
+    STACK_BASE,
+    Buffer,
+    MemoryRegion,
+)
+from pybpf.tiers import CompiledProgram, get_tier
+from pybpf.verifier.structural import check_structure
+
+Verifier = Callable[[Program], None]
+
+_RESERVED_RANGES: dict[str, tuple[int, int]] = {
+    "the NULL page": (0, 0x1000),
+    "the stack": (STACK_BASE, STACK_BASE + REGION_ALIGN),
+    "the input memory": (INPUT_BASE, INPUT_BASE + REGION_ALIGN),
+    "the metadata buffer": (MBUFF_BASE, MBUFF_BASE + REGION_ALIGN),
+}
+"""VM address ranges that user regions may not take."""
+BytesLike = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run produced."""
+
+    r0: int
+    instructions: int
+    """Instructions executed (a 64-bit immediate load counts once)."""
+    trace: tuple[str, ...] = ()
+    """Lines of trace output (``bpf_trace_printk``) in the order they were produced."""
+
+
+def _as_buffer(data: object, writable: bool) -> Buffer:
+    """A host buffer for guest memory: the caller's own if writable, else a copy."""
+    if isinstance(data, bytearray):
+        return data
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise TypeError(f"guest memory must be bytes-like, not {type(data).__name__}") from exc
+    if not view.c_contiguous:
+        raise ValueError("guest memory must be a contiguous buffer")
+    view = view.cast("B")
+    if view.readonly:
+        return bytearray(view) if writable else view
+    return view
+
+
+class VM:
+    """A loaded program, its helpers and memory regions, ready to run on inputs.
+
+    Loading decodes (if given bytes), runs the structural checks and the optional
+    ``verifier`` hook, and compiles for the chosen tier; every failure raises from
+    :class:`~pybpf.errors.BpfError`.
+    """
+
+    def __init__(
+        self,
+        program: Program | BytesLike,
+        *,
+        tier: str = "interp",
+        helpers: HelperRegistry | None = None,
+        budget: int = DEFAULT_BUDGET,
+        stack_size: int = DEFAULT_STACK_SIZE,
+        max_call_depth: int = DEFAULT_MAX_CALL_DEPTH,
+        verifier: Verifier | None = None,
+        seed: int = 0,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = MachineConfig(
+            budget=budget, stack_size=stack_size, max_call_depth=max_call_depth, seed=seed
+        )
+        self.helpers = helpers if helpers is not None else default_helpers()
+        self.trace_sink = trace
+        self._tier = get_tier(tier)
+        self._verifier = verifier
+        self._regions: list[MemoryRegion] = []
+        self._program: Program
+        self._compiled: CompiledProgram
+        self.set_program(program)
+
+    # -- program ---------------------------------------------------------------
+
+    @property
+    def program(self) -> Program:
+        return self._program
+
+    @property
+    def tier(self) -> str:
+        return self._tier.name
+
+    def set_program(self, program: Program | BytesLike) -> None:
+        """Replace the program; it is checked and compiled before it replaces the old one."""
+        if not isinstance(program, Program):
+            program = Program.from_bytes(program)
+        check_structure(program)
+        if self._verifier is not None:
+            self._verifier(program)
+        self._compiled = self._tier.compile(program)
+        self._program = program
+
+    def set_verifier(self, verifier: Verifier | None) -> None:
+        """Install a verifier hook (run after the structural checks) and apply it now."""
+        if verifier is not None:
+            verifier(self._program)
+        self._verifier = verifier
+
+    # -- helpers and regions ---------------------------------------------------
+
+    def register_helper(
+        self, number: int, function: HelperFunction, name: str | None = None
+    ) -> None:
+        self.helpers.register(number, function, name)
+
+    def add_region(
+        self,
+        name: str,
+        data: BytesLike,
+        *,
+        vm_start: int | None = None,
+        writable: bool = True,
+    ) -> MemoryRegion:
+        """Map ``data`` into every run at ``vm_start`` (by default the next free slot).
+
+        A writable bytearray or memoryview is shared: the program's stores show in it.
+        """
+        if any(region.name == name for region in self._regions):
+            raise ValueError(f"a region named {name!r} is already mapped")
+        start = vm_start if vm_start is not None else self._next_free_slot()
+        region = MemoryRegion(name, start, _as_buffer(data, writable), writable)
+        for other_name, (low, high) in _RESERVED_RANGES.items():
+            if region.base < high and low < region.vm_end:
+                raise ValueError(f"region {name!r} overlaps the range reserved for {other_name}")
+        for other in self._regions:
+            if region.base < other.vm_end and other.base < region.vm_end:
+                raise ValueError(f"region {name!r} overlaps region {other.name!r}")
+        self._regions.append(region)
+        return region
+
+    def remove_region(self, name: str) -> None:
+        self._regions = [region for region in self._regions if region.name != name]
+
+    @property
+    def regions(self) -> tuple[MemoryRegion, ...]:
+        return tuple(self._regions)
+
+    def _next_free_slot(self) -> int:
+        start = EXTRA_BASE
+        while any(r.base < start + REGION_ALIGN and start < r.vm_end for r in self._regions):
+            start += REGION_ALIGN
+        if start >= ADDRESS_SPACE_END:
+            raise ValueError("no free region slot left in the 32-bit address space")
+        return start
+
+    input_address = INPUT_BASE
+    """VM address at which the input memory (``mem``) is mapped."""
+
+    mbuff_address = MBUFF_BASE
+    """VM address at which the metadata buffer (``mbuff``) is mapped."""
+
+    # -- running ---------------------------------------------------------------
+
+    def execute(
+        self,
+        mem: BytesLike | None = None,
+        *,
+        mbuff: BytesLike | None = None,
+        mem_writable: bool = True,
+    ) -> RunResult:
+        """Run once and report r0, the instruction count and trace output.
+
+        ``mem`` is mapped read-write unless ``mem_writable`` is false; a bytearray
+        (or writable buffer) is used in place, so stores show in it afterwards.
+        """
+        regions = list(self._regions)
+        packet = None
+        entry = {1: 0}
+        if mem is not None:
+            packet = MemoryRegion("mem", INPUT_BASE, _as_buffer(mem, mem_writable), mem_writable)
+            regions.append(packet)
+            entry = {1: packet.base, 2: len(packet)}
+        if mbuff is not None:
+            meta = MemoryRegion("mbuff", MBUFF_BASE, _as_buffer(mbuff, True))
+            regions.append(meta)
+            entry = {1: meta.base, 2: len(meta)}
+        machine = Machine.create(self.config, self.helpers, regions, packet, self.trace_sink)
+        for register, value in entry.items():
+            machine.regs[register] = value
+        r0 = self._compiled.run(machine)
+        return RunResult(r0, machine.instructions, tuple(machine.trace_lines))
+
+    def run(
+        self,
+        mem: BytesLike | None = None,
+        *,
+        mbuff: BytesLike | None = None,
+        mem_writable: bool = True,
+    ) -> int:
+        """Run once and return r0."""
+        return self.execute(mem, mbuff=mbuff, mem_writable=mem_writable).r0
+
+
+class FixedMbuffVM(VM):
+    """rbpf's fixed-metadata-buffer flavour: the VM writes the input bounds for you.
+
+    Before every run the VM address of the input's first byte is written at
+    ``data_offset`` and of the byte past its end at ``data_end_offset`` of an
+    internal ``mbuff_size``-byte buffer (little-endian, ``field_size`` bytes each),
+    and the program starts with r1 pointing at that buffer.
+    """
+
+    def __init__(
+        self,
+        program: Program | BytesLike,
+        *,
+        mbuff_size: int,
+        data_offset: int,
+        data_end_offset: int,
+        field_size: int = 8,
+        **options: object,
+    ) -> None:
+        for name, offset in (("data_offset", data_offset), ("data_end_offset", data_end_offset)):
+            if not 0 <= offset <= mbuff_size - field_size:
+                raise ValueError(
+                    f"{name} {offset} does not fit a {field_size}-byte field in "
+                    f"a {mbuff_size}-byte metadata buffer"
+                )
+        super().__init__(program, **options)  # type: ignore[arg-type]
+        self.mbuff = bytearray(mbuff_size)
+        self.data_offset = data_offset
+        self.data_end_offset = data_end_offset
+        self.field_size = field_size
+
+    def execute(
+        self,
+        mem: BytesLike | None = None,
+        *,
+        mbuff: BytesLike | None = None,
+        mem_writable: bool = True,
+    ) -> RunResult:
+        if mbuff is not None:
+            raise BpfError("FixedMbuffVM owns its metadata buffer; pass only mem")
+        length = len(memoryview(mem).cast("B")) if mem is not None else 0
+        start = INPUT_BASE if mem is not None else 0
+        for offset, value in ((self.data_offset, start), (self.data_end_offset, start + length)):
+            self.mbuff[offset : offset + self.field_size] = value.to_bytes(
+                self.field_size, "little"
+            )
+        return super().execute(mem, mbuff=self.mbuff, mem_writable=mem_writable)
