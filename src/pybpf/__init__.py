@@ -4,6 +4,7 @@ Load eBPF programs (raw bytecode or assembly), check them and run them, from
 Python or from the ``pybpf`` command.  This module holds the public API only.
 """
 
+from pybpf.asm import ProgramBuilder, assemble, disassemble
 from pybpf.errors import (
     AssemblerError,
     BpfError,
@@ -30,6 +31,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VM",
+    "ProgramBuilder",
+    "assemble",
+    "disassemble",
     "AssemblerError",
     "BpfError",
     "BudgetExceededError",

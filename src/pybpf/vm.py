@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pybpf.errors import BpfError
+from pybpf.errors import BpfError, TierUnavailableError
 from pybpf.program import Program
 from pybpf.runtime.helpers import HelperFunction, HelperRegistry, default_helpers
 from pybpf.runtime.machine import (
@@ -38,6 +38,7 @@ from pybpf.runtime.memory import (
     MemoryRegion,
 )
 from pybpf.tiers import CompiledProgram, get_tier
+from pybpf.tiers.interp import CompiledInterpreter, Observer
 from pybpf.verifier.structural import check_structure
 
 Verifier = Callable[[Program], None]
@@ -199,11 +200,13 @@ class VM:
         *,
         mbuff: BytesLike | None = None,
         mem_writable: bool = True,
+        observer: Observer | None = None,
     ) -> RunResult:
         """Run once and report r0, the instruction count and trace output.
 
         ``mem`` is mapped read-write unless ``mem_writable`` is false; a bytearray
         (or writable buffer) is used in place, so stores show in it afterwards.
+        ``observer(pc, machine)`` is called before every instruction (interpreter only).
         """
         regions = list(self._regions)
         packet = None
@@ -219,7 +222,12 @@ class VM:
         machine = Machine.create(self.config, self.helpers, regions, packet, self.trace_sink)
         for register, value in entry.items():
             machine.regs[register] = value
-        r0 = self._compiled.run(machine)
+        if observer is None:
+            r0 = self._compiled.run(machine)
+        elif isinstance(self._compiled, CompiledInterpreter):
+            r0 = self._compiled.run(machine, observer)
+        else:
+            raise TierUnavailableError("instruction tracing needs the interpreter tier")
         return RunResult(r0, machine.instructions, tuple(machine.trace_lines))
 
     def run(
@@ -270,6 +278,7 @@ class FixedMbuffVM(VM):
         *,
         mbuff: BytesLike | None = None,
         mem_writable: bool = True,
+        observer: Observer | None = None,
     ) -> RunResult:
         if mbuff is not None:
             raise BpfError("FixedMbuffVM owns its metadata buffer; pass only mem")
@@ -279,4 +288,4 @@ class FixedMbuffVM(VM):
             self.mbuff[offset : offset + self.field_size] = value.to_bytes(
                 self.field_size, "little"
             )
-        return super().execute(mem, mbuff=self.mbuff, mem_writable=mem_writable)
+        return super().execute(mem, mbuff=self.mbuff, mem_writable=mem_writable, observer=observer)

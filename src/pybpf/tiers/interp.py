@@ -41,6 +41,7 @@ EXIT = -1
 """Returned by a step instead of a next pc when the program has finished."""
 
 Step = Callable[[Machine], int]
+Observer = Callable[[int, Machine], None]
 Lowering = Callable[[Instruction, int], Step]
 
 
@@ -336,8 +337,11 @@ class CompiledInterpreter:
         self.program = program
         self.steps = steps
 
-    def run(self, m: Machine) -> int:
-        """Run from instruction 0 until the main function exits; returns r0."""
+    def run(self, m: Machine, observer: Observer | None = None) -> int:
+        """Run from instruction 0 until the main function exits; returns r0.
+
+        ``observer(pc, machine)``, if given, is called before every instruction.
+        """
         steps = self.steps
         budget = m.config.budget
         count = 0
@@ -348,6 +352,8 @@ class CompiledInterpreter:
                 if count > budget:
                     count -= 1
                     raise BudgetExceededError(pc, budget)
+                if observer is not None:
+                    observer(pc, m)
                 pc = steps[pc](m)
         finally:
             m.instructions = count
