@@ -23,6 +23,8 @@ from pybpf.verifier import check_structure
         ("mov r0, 0\njeq r0, 0, -1", 1),  # a conditional jump may fall through
         ("call local +4\nexit", 0),
         ("mov r0, 1\ncall local f\nexit\nf:\nmov r0, 2", 3),  # function runs off the end
+        ("call local f\nja f\nf:\nmov r0, 2\nexit", 1),  # jumps do not cross functions
+        ("call local f\nexit\nf:\nja -2", 2),
     ],
 )
 def test_unsafe_structure_is_refused_with_the_index(source: str, pc: int) -> None:

@@ -130,7 +130,7 @@ class VM:
         check_structure(program)
         if self._verifier is not None:
             self._verifier(program)
-        self._compiled = self._tier.compile(program)
+        self._compiled = self._tier.compile(program, self.config)
         self._program = program
 
     def set_verifier(self, verifier: Verifier | None) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from pybpf.errors import BpfError, HelperError, UnknownHelperError
 from pybpf.isa.semantics import MASK64, to_signed
 
 if TYPE_CHECKING:
@@ -89,6 +90,30 @@ class HelperRegistry:
 
     def copy(self) -> HelperRegistry:
         return HelperRegistry(list(self))
+
+
+def invoke_helper(
+    vm: Machine, number: int, pc: int, r1: int, r2: int, r3: int, r4: int, r5: int
+) -> int:
+    """Call helper ``number`` for the instruction at ``pc``; returns r0 as a u64.
+
+    Shared by every tier, so unknown helpers, failing helpers and bad return values
+    turn into the same errors everywhere.  A helper that asked to stop the program
+    leaves ``vm.stop_value`` set; the calling tier ends the run.
+    """
+    helper = vm.helpers.get(number)
+    if helper is None:
+        raise UnknownHelperError(pc, number)
+    vm.pc = pc
+    try:
+        result = helper.function(vm, r1, r2, r3, r4, r5)
+    except BpfError:
+        raise
+    except Exception as exc:  # a helper's own bug or refusal, never unwound into the guest
+        raise HelperError(pc, helper.name, f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(result, int):
+        raise HelperError(pc, helper.name, f"returned {type(result).__name__}, not an int")
+    return result & MASK64
 
 
 # -- the Linux general-purpose helpers ------------------------------------------

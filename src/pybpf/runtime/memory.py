@@ -9,6 +9,7 @@ naming the instruction index, address, size and direction.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pybpf.errors import MemoryAccessError
@@ -125,6 +126,16 @@ class AddressSpace:
     def store(self, address: int, size: int, value: int, pc: int) -> None:
         buffer, offset = self.translate(address, size, True, pc)
         _UNSIGNED[size].pack_into(buffer, offset, value & ((1 << (8 * size)) - 1))
+
+    def read_modify_write(
+        self, address: int, size: int, update: Callable[[int], int], pc: int
+    ) -> int:
+        """Atomically (the VM is single-threaded) store ``update(old)``; returns ``old``."""
+        buffer, offset = self.translate(address, size, True, pc)
+        codec = _UNSIGNED[size]
+        old: int = codec.unpack_from(buffer, offset)[0]
+        codec.pack_into(buffer, offset, update(old) & ((1 << (8 * size)) - 1))
+        return old
 
     def read(self, address: int, length: int, pc: int) -> bytes:
         """Copy ``length`` bytes out of one region."""

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from pybpf.errors import TierUnavailableError
 from pybpf.program import Program
-from pybpf.runtime.machine import Machine
+from pybpf.runtime.machine import Machine, MachineConfig
 
 
 class CompiledProgram(Protocol):
@@ -25,7 +25,7 @@ class Tier(Protocol):
         """Why this tier cannot run here, or None if it can."""
         ...
 
-    def compile(self, program: Program) -> CompiledProgram: ...
+    def compile(self, program: Program, config: MachineConfig) -> CompiledProgram: ...
 
 
 def _interpreter() -> Tier:
@@ -34,12 +34,19 @@ def _interpreter() -> Tier:
     return InterpreterTier()
 
 
+def _pycode() -> Tier:
+    from pybpf.tiers.pycode import PythonCodeTier
+
+    return PythonCodeTier()
+
+
 _TIER_FACTORIES = {
     "interp": _interpreter,
+    "pycode": _pycode,
 }
 """Tier name to a factory; a factory may import heavy or native modules lazily."""
 
-TIER_ALIASES = {"interpreter": "interp", "auto": "interp"}
+TIER_ALIASES = {"interpreter": "interp", "auto": "pycode"}
 
 TIER_NAMES = tuple(_TIER_FACTORIES)
 

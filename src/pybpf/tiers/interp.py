@@ -11,14 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pybpf.errors import (
-    BpfError,
-    BudgetExceededError,
-    CallDepthExceededError,
-    HelperError,
-    UnknownHelperError,
-    VerifierError,
-)
+from pybpf.errors import BudgetExceededError, CallDepthExceededError, VerifierError
 from pybpf.isa.instruction import Instruction
 from pybpf.isa.semantics import (
     ATOMIC_OPS,
@@ -35,7 +28,8 @@ from pybpf.isa.semantics import (
 )
 from pybpf.isa.table import Form, Op
 from pybpf.program import Program
-from pybpf.runtime.machine import Machine
+from pybpf.runtime.helpers import invoke_helper
+from pybpf.runtime.machine import Machine, MachineConfig
 
 EXIT = -1
 """Returned by a step instead of a next pc when the program has finished."""
@@ -135,14 +129,16 @@ def _atomic(insn: Instruction, pc: int) -> Step:
     size, width, fetch = spec.size, spec.width, spec.fetch
     mask = WIDTH_MASK[width]
     dst, src, off, following = insn.dst, insn.src, insn.off, pc + 1
-    update = ATOMIC_OPS[spec.op]
+    operation = ATOMIC_OPS[spec.op]
 
     def step(m: Machine) -> int:
-        address = (m.regs[dst] + off) & MASK64
-        old = m.memory.load(address, size, pc)
-        m.memory.store(address, size, update(old, m.regs[src] & mask, width), pc)
+        regs = m.regs
+        operand = regs[src] & mask
+        old = m.memory.read_modify_write(
+            (regs[dst] + off) & MASK64, size, lambda value: operation(value, operand, width), pc
+        )
         if fetch:
-            m.regs[src] = old
+            regs[src] = old
         return following
 
     return step
@@ -155,13 +151,14 @@ def _cmpxchg(insn: Instruction, pc: int) -> Step:
 
     def step(m: Machine) -> int:
         regs = m.regs
-        address = (regs[dst] + off) & MASK64
-        # the access is a write whether or not the comparison succeeds
-        m.memory.translate(address, size, True, pc)
-        old = m.memory.load(address, size, pc)
-        if old == regs[0] & mask:
-            m.memory.store(address, size, regs[src], pc)
-        regs[0] = old
+        expected, replacement = regs[0] & mask, regs[src]
+        # the access counts as a write whether or not the comparison succeeds
+        regs[0] = m.memory.read_modify_write(
+            (regs[dst] + off) & MASK64,
+            size,
+            lambda value: replacement if value == expected else value,
+            pc,
+        )
         return following
 
     return step
@@ -229,22 +226,10 @@ def _conditional(insn: Instruction, pc: int) -> Step:
     return cond_reg
 
 
-def call_helper(m: Machine, number: int, pc: int) -> int:
+def _helper_step(m: Machine, number: int, pc: int) -> int:
     """Run helper ``number`` for the call at ``pc``; returns the next step's pc."""
-    helper = m.helpers.get(number)
-    if helper is None:
-        raise UnknownHelperError(pc, number)
     regs = m.regs
-    m.pc = pc
-    try:
-        result = helper.function(m, regs[1], regs[2], regs[3], regs[4], regs[5])
-    except BpfError:
-        raise
-    except Exception as exc:  # a helper's own bug or refusal, never unwound into the guest
-        raise HelperError(pc, helper.name, f"{type(exc).__name__}: {exc}") from exc
-    if not isinstance(result, int):
-        raise HelperError(pc, helper.name, f"returned {type(result).__name__}, not an int")
-    regs[0] = result & MASK64
+    regs[0] = invoke_helper(m, number, pc, regs[1], regs[2], regs[3], regs[4], regs[5])
     if m.stop_value is not None:
         m.frames.clear()
         return _finish(m)
@@ -255,7 +240,7 @@ def _call(insn: Instruction, pc: int) -> Step:
     number = insn.imm
 
     def step(m: Machine) -> int:
-        return call_helper(m, number, pc)
+        return _helper_step(m, number, pc)
 
     return step
 
@@ -264,7 +249,7 @@ def _callx(insn: Instruction, pc: int) -> Step:
     register = insn.dst
 
     def step(m: Machine) -> int:
-        return call_helper(m, m.regs[register], pc)
+        return _helper_step(m, m.regs[register], pc)
 
     return step
 
@@ -337,15 +322,24 @@ class CompiledInterpreter:
         self.program = program
         self.steps = steps
 
-    def run(self, m: Machine, observer: Observer | None = None) -> int:
-        """Run from instruction 0 until the main function exits; returns r0.
+    def run(
+        self,
+        m: Machine,
+        observer: Observer | None = None,
+        *,
+        start_pc: int = 0,
+        start_count: int = 0,
+    ) -> int:
+        """Run until the main function exits; returns r0.
 
         ``observer(pc, machine)``, if given, is called before every instruction.
+        Other tiers hand a run over mid-way with ``start_pc`` and ``start_count``
+        (instructions already executed), the machine holding the state at that point.
         """
         steps = self.steps
         budget = m.config.budget
-        count = 0
-        pc = 0
+        count = start_count
+        pc = start_pc
         try:
             while pc >= 0:
                 count += 1
@@ -372,5 +366,5 @@ class InterpreterTier:
     def unavailable_reason(self) -> str | None:
         return None
 
-    def compile(self, program: Program) -> CompiledInterpreter:
+    def compile(self, program: Program, config: MachineConfig) -> CompiledInterpreter:
         return CompiledInterpreter(program)

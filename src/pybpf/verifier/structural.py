@@ -2,12 +2,14 @@
 
 They are the kernel's first pass (``check_subprogs`` and ``check_cfg`` in spirit):
 the program is not empty, no instruction writes r10, every jump and local call
-lands on the first slot of an instruction inside the program, and no subprogram
-can run off its end.  Opcode and register validity are already guaranteed by the
-decoder.
+lands on the first slot of an instruction inside the program, jumps stay inside
+their function, and no function can run off its end.  Opcode and register
+validity are already guaranteed by the decoder.
 """
 
 from __future__ import annotations
+
+import bisect
 
 from pybpf.errors import VerifierError
 from pybpf.isa.fields import FRAME_POINTER
@@ -32,6 +34,11 @@ def _written_register(pc: int, program: Program) -> int | None:
     return None
 
 
+def _function_of(pc: int, entries: list[int]) -> int:
+    """Entry of the function containing ``pc`` (``entries`` sorted, starting at 0)."""
+    return entries[bisect.bisect_right(entries, pc) - 1]
+
+
 def check_structure(program: Program) -> None:
     """Raise :class:`VerifierError` if the program is structurally unsafe to run."""
     if not program.instructions:
@@ -39,6 +46,7 @@ def check_structure(program: Program) -> None:
     if program.slot_count > MAX_INSTRUCTIONS:
         raise VerifierError(f"the program has {program.slot_count} instructions, over the limit")
     by_pc = program.by_pc
+    entries = sorted(program.function_entries)
     for pc, insn in program:
         if _written_register(pc, program) == FRAME_POINTER:
             raise VerifierError(f"{insn.spec.mnemonic} writes r10, which is read-only", pc)
@@ -52,7 +60,12 @@ def check_structure(program: Program) -> None:
             raise VerifierError(
                 f"{what} target {target} is the second half of a 64-bit immediate load", pc
             )
-    entries = sorted(program.function_entries)
+        if what == "jump" and _function_of(target, entries) != _function_of(pc, entries):
+            raise VerifierError(
+                f"jump target {target} is in another function than the jump "
+                "(functions are entered only by calls)",
+                pc,
+            )
     for end in [*entries[1:], program.slot_count]:
         last_pc = end - 1
         while by_pc[last_pc] is None:
