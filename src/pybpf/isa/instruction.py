@@ -121,7 +121,7 @@ def decode_one(data: bytes | bytearray | memoryview, pc: int) -> Instruction:
         opcode2, regs2, off2, high = _SLOT.unpack_from(data, start + SLOT_SIZE)
         if opcode2 or regs2 or off2:
             raise DecodeError(
-                f"second slot of {spec.mnemonic} must have opcode, registers and offset 0", pc + 1
+                f"second slot of {spec.mnemonic} must have opcode, registers and offset 0", pc
             )
         fields["imm"] = (imm & 0xFFFFFFFF) | ((high & 0xFFFFFFFF) << 32)
     _check_fields(spec, fields, pc)

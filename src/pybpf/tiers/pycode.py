@@ -183,15 +183,17 @@ class _Generator:
         prologue = [
             f"def f{entry}(m, {_REGS}, count, depth):",
             "    B = m.config.budget",
+            # the lowest stack address this frame may touch; the address space (used
+            # by helpers and slow paths) must agree, so it is set on entry and return
+            "    stack = m.stack",
+            f"    SL = stack.vm_start = r10 - {self.frame_size}",
         ]
         if function.uses_memory:
             prologue += [
                 "    mem = m.memory",
-                "    stack = m.stack",
                 "    sb = stack.buffer",
                 "    SB = stack.base",
                 "    SE = stack.vm_end",
-                "    SL = r10 - m.config.stack_size",
                 "    FO = r10 - SB",
                 "    pk = m.packet",
                 "    if pk is None:",
@@ -292,6 +294,7 @@ class _Generator:
                 "except _Deoptimize as deopt:",
                 f"    deopt.frames.append(_Frame({following}, (r6, r7, r8, r9)))",
                 "    raise",
+                "stack.vm_start = SL",
                 f"b = {following}",
             ]
         # legacy packet loads: big-endian, and a miss ends the program with r0 = 0
