@@ -30,8 +30,6 @@ from pybpf.errors import BpfError
 
 __all__ = [
     "ALU_ROWS",
-    "SHIFT_ROWS",
-    "UNARY_ROWS",
     "AluOp",
     "Assembler",
     "Cond",
@@ -149,12 +147,6 @@ ALU_ROWS: Final[dict[AluOp, AluRow]] = {
 }
 """Group-1 ALU operations: SDM Vol. 2, ADD/OR/ADC/SBB/AND/SUB/XOR/CMP."""
 
-UNARY_ROWS: Final[dict[UnaryOp, str]] = {op: op.name.lower() for op in UnaryOp}
-"""Group-3 mnemonics; encoding ``[REX.W] F7 /digit`` with the digit as the value."""
-
-SHIFT_ROWS: Final[dict[ShiftOp, str]] = {op: op.name.lower() for op in ShiftOp}
-"""Group-2 mnemonics; encodings ``D3 /digit`` (by CL), ``D1 /digit`` (by 1), ``C1 /digit ib``."""
-
 Label = NewType("Label", int)
 """A branch target made by :meth:`Assembler.label`, placed by :meth:`Assembler.bind`."""
 
@@ -252,6 +244,7 @@ def _alu_acc_table(w: bool) -> dict[int, bytes]:
 
 
 _ALU_DIGITS: Final = [row.digit for row in ALU_ROWS.values()]
+_XOR_KEY: Final = int(AluOp.XOR) << 8
 _UNARY_DIGITS: Final = [int(op) for op in UnaryOp]
 _SHIFT_DIGITS: Final = [int(op) for op in ShiftOp]
 
@@ -346,8 +339,8 @@ def _mem_heads(opcode: bytes, w: bool, prefix: bytes = b"", force_rex: bool = Fa
 def _mem_tails(mod: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
     """ModRM (+ SIB) after the opcode, for one ``mod``, without and with an index.
 
-    Without index: indexed ``reg & 7 << 3 | base & 7``.  With index: indexed
-    ``scale bits << 9 | reg & 7 << 6 | index & 7 << 3 | base & 7``.  SDM Vol. 2,
+    Without index: indexed ``(reg & 7) << 3 | (base & 7)``.  With index: indexed
+    ``ss << 9 | (reg & 7) << 6 | (index & 7) << 3 | (base & 7)``.  SDM Vol. 2,
     Tables 2-2 and 2-3: r/m = 100 means a SIB byte follows, so an RSP/R12 base
     needs one (SIB 00 100 100: no index); mod = 00 with base 101 means RIP-relative
     (or no base, under SIB), so for an RBP/R13 base the disp-0 tail is mod = 01
@@ -424,6 +417,16 @@ _CMPXCHG: Final = {  # F0 0F B1 /r LOCK CMPXCHG r/m, r
     64: _mem_heads(b"\x0f\xb1", True, b"\xf0"),
 }
 _XCHG: Final = {32: _mem_heads(b"\x87", False), 64: _mem_heads(b"\x87", True)}  # 87 /r
+_ALU_RM: Final[dict[int, dict[int, MemForm]]] = {  # 03|0B|..|3B /r OP r, r/m
+    size: {op: _mem_heads(bytes((row.rm_r + 2,)), size == 64) for op, row in ALU_ROWS.items()}
+    for size in (32, 64)
+}
+_ALU_MI8: Final[dict[int, MemForm]] = {  # 83 /digit ib OP r/m, imm8
+    size: _mem_heads(b"\x83", size == 64) for size in (32, 64)
+}
+_ALU_MI32: Final[dict[int, MemForm]] = {  # 81 /digit id OP r/m, imm32
+    size: _mem_heads(b"\x81", size == 64) for size in (32, 64)
+}
 _LOCK_ALU: Final[dict[int, dict[int, MemForm]]] = {  # F0 01|09|..|31 /r LOCK OP r/m, r
     size: {
         op: _mem_heads(bytes((row.rm_r,)), size == 64, b"\xf0")
@@ -526,7 +529,7 @@ class Assembler:
         """Clear ``reg`` with ``31 /r`` XOR r32, r32 (the idiom; clobbers flags)."""
         if reg & ~15:
             raise _invalid("zero", regs={"reg": reg})
-        self.buf += _ALU_RR32[6 << 8 | reg << 4 | reg]
+        self.buf += _ALU_RR32[_XOR_KEY | reg << 4 | reg]
 
     def movzx_rr(self, dst: int, src: int, src_size: int) -> None:
         """Zero-extend the low ``src_size`` bits of ``src`` into all 64 bits of ``dst``.
@@ -553,12 +556,15 @@ class Assembler:
         """
         table = _MOVSX_RR.get(size, {}).get(src_size)
         if table is None or (dst | src) & ~15:
-            if size == 32 and src_size == 32:
-                raise EncodingError("movsx_rr: nothing to extend from 32 to 32 bits")
-            raise _invalid("movsx_rr", src_size, (8, 16, 32), {"dst": dst, "src": src}, size)
+            if (dst | src) & ~15 or size not in _MOVSX_RR:
+                raise _invalid("movsx_rr", size, (32, 64), {"dst": dst, "src": src})
+            raise EncodingError(
+                f"movsx_rr: no sign extension from {src_size!r} to {size} bits "
+                f"(sources: {tuple(_MOVSX_RR[size])})"
+            )
         self.buf += table[dst << 4 | src]
 
-    def cmov(self, cond: int, dst: int, src: int, size: int = 64) -> None:
+    def cmov(self, cond: Cond, dst: int, src: int, size: int = 64) -> None:
         """``REX.W + 0F 40+cc /r`` CMOVcc r64, r/m64 (or the r32 form without REX.W)."""
         if cond & ~15 or (dst | src) & ~15 or (size != 64 and size != 32):
             raise _invalid("cmov", size, (32, 64), {"dst": dst, "src": src}, cond, Cond)
@@ -570,7 +576,7 @@ class Assembler:
         buf.append(0x40 | cond)
         buf.append(0xC0 | (dst & 7) << 3 | (src & 7))
 
-    def setcc(self, cond: int, reg: int) -> None:
+    def setcc(self, cond: Cond, reg: int) -> None:
         """``0F 90+cc /0`` SETcc r/m8 on the low byte of ``reg`` (REX for SPL..DIL)."""
         if cond & ~15 or reg & ~15:
             raise _invalid("setcc", regs={"reg": reg}, op=cond, ops=Cond)
@@ -933,6 +939,30 @@ class Assembler:
         if heads is None:
             raise EncodingError(f"lock_alu: {op!r} cannot be locked (lockable: {tuple(forms)})")
         self._mem(heads, src, base, disp, index, scale)
+
+    def alu_rm(self, op: AluOp, dst: int, base: int, disp: int = 0, size: int = 64) -> None:
+        """``[REX.W] 03|0B|13|1B|23|2B|33|3B /r`` OP r, m: ``dst = dst OP [base + disp]``."""
+        forms = _ALU_RM.get(size)
+        if forms is None:
+            raise _invalid("alu_rm", size, (32, 64))
+        self._mem(forms[op], dst, base, disp, None, 1)
+
+    def alu_mi(self, op: AluOp, base: int, disp: int, imm: int, size: int = 64) -> None:
+        """``[REX.W] 83 /digit ib`` or ``81 /digit id`` OP m, imm: ``[base + disp] OP= imm``.
+
+        The immediate is sign-extended to the operand size.
+        """
+        if size not in _ALU_MI32:
+            raise _invalid("alu_mi", size, (32, 64))
+        if not -0x8000_0000 <= imm <= 0x7FFF_FFFF:
+            raise _imm_error("alu_mi", imm, -0x8000_0000, 0x7FFF_FFFF)
+        digit = ALU_ROWS[op].digit
+        if -0x80 <= imm <= 0x7F:
+            self._mem(_ALU_MI8[size], digit, base, disp, None, 1)
+            self.buf.append(imm & 0xFF)
+        else:
+            self._mem(_ALU_MI32[size], digit, base, disp, None, 1)
+            self.buf += _PACK_U32(imm & 0xFFFF_FFFF)
 
     # --- control flow -------------------------------------------------------------
 
