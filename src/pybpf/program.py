@@ -9,6 +9,35 @@ from functools import cached_property
 from pybpf.isa.instruction import SLOT_SIZE, Instruction, encode, iter_decode
 from pybpf.isa.table import Form, Op
 
+BLOCK_ENDING_OPS = frozenset(
+    {
+        Op.JA,
+        Op.EXIT,
+        Op.CALL,
+        Op.CALLX,
+        Op.CALL_LOCAL,
+        Op.LD_ABS,
+        Op.LD_IND,
+        Op.JEQ,
+        Op.JNE,
+        Op.JGT,
+        Op.JGE,
+        Op.JLT,
+        Op.JLE,
+        Op.JSET,
+        Op.JSGT,
+        Op.JSGE,
+        Op.JSLT,
+        Op.JSLE,
+    }
+)
+"""Operations that end a basic block: jumps, exits, and anything that may end the run
+(calls, legacy packet loads), so a block, once entered, either runs to its end or
+faults."""
+
+Block = tuple[int, tuple[tuple[int, Instruction], ...]]
+"""A basic block: its first slot index and its ``(pc, instruction)`` pairs."""
+
 
 @dataclass(frozen=True)
 class Program:
@@ -93,3 +122,28 @@ class Program:
             if insn.spec.op is Op.CALL_LOCAL:
                 entries.add(pc + 1 + insn.imm)
         return frozenset(entries)
+
+    @cached_property
+    def functions(self) -> tuple[tuple[int, int], ...]:
+        """``(entry, end)`` slot ranges of every function, the main program first."""
+        entries = sorted(self.function_entries)
+        return tuple(zip(entries, [*entries[1:], self.slot_count], strict=True))
+
+    def basic_blocks(self, entry: int, end: int) -> list[Block]:
+        """The basic blocks of the function occupying slots ``entry`` to ``end``."""
+        leaders = {entry}
+        members = [(pc, insn) for pc, insn in self if entry <= pc < end]
+        for pc, insn in members:
+            if insn.spec.op in BLOCK_ENDING_OPS:
+                if pc + insn.slots < end:
+                    leaders.add(pc + insn.slots)
+                target = self.target_of(pc, insn)
+                if target is not None and insn.spec.op is not Op.CALL_LOCAL:
+                    leaders.add(target)
+        blocks: list[Block] = []
+        for pc, insn in members:
+            if pc in leaders:
+                blocks.append((pc, ()))
+            start, body = blocks[-1]
+            blocks[-1] = (start, (*body, (pc, insn)))
+        return blocks

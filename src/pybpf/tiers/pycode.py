@@ -18,7 +18,7 @@ instruction.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from pybpf.isa.semantics import (
     immediate_operand,
 )
 from pybpf.isa.table import Form, Op
-from pybpf.program import Program
+from pybpf.program import BLOCK_ENDING_OPS, Program
 from pybpf.runtime.helpers import invoke_helper
 from pybpf.runtime.machine import Frame, Machine, MachineConfig
 from pybpf.tiers.interp import REFUSED, CompiledInterpreter
@@ -110,10 +110,7 @@ _UNPACK = {size: f"_U{size}" for size in (1, 2, 4, 8)}
 _PACK = {size: f"_P{size}" for size in (1, 2, 4, 8)}
 _CODECS = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
 
-_TERMINATORS = frozenset(
-    {Op.JA, Op.EXIT, Op.CALL, Op.CALLX, Op.CALL_LOCAL, Op.LD_ABS, Op.LD_IND, *_CONDITIONS}
-)
-"""Operations that end a basic block (calls and packet loads may end the run)."""
+_TERMINATORS = BLOCK_ENDING_OPS
 
 
 def _operand(insn: Instruction, width: int) -> str:
@@ -143,42 +140,17 @@ class _Generator:
     def __init__(self, program: Program, config: MachineConfig) -> None:
         self.program = program
         self.frame_size = config.stack_size
-        self.entries = sorted(program.function_entries)
-        self.bounds = dict(zip(self.entries, [*self.entries[1:], program.slot_count], strict=True))
-
-    # -- structure ------------------------------------------------------------------
-
-    def _leaders(self, entry: int, end: int) -> list[int]:
-        leaders = {entry}
-        for pc, insn in self.program:
-            if not entry <= pc < end:
-                continue
-            op = insn.spec.op
-            if op in _TERMINATORS:
-                if pc + insn.slots < end:
-                    leaders.add(pc + insn.slots)
-                target = self.program.target_of(pc, insn)
-                if target is not None and op is not Op.CALL_LOCAL:
-                    leaders.add(target)
-        return sorted(leaders)
-
-    def _blocks(self, entry: int, end: int) -> Iterator[tuple[int, list[tuple[int, Instruction]]]]:
-        leaders = self._leaders(entry, end)
-        limits = dict(zip(leaders, [*leaders[1:], end], strict=True))
-        for start in leaders:
-            block = [(pc, insn) for pc, insn in self.program if start <= pc < limits[start]]
-            yield start, block
 
     # -- code -----------------------------------------------------------------------
 
     def generate(self) -> str:
-        parts = [self._function(entry) for entry in self.entries]
+        parts = [self._function(entry, end) for entry, end in self.program.functions]
         return "\n\n".join("\n".join(function.lines) for function in parts) + "\n"
 
-    def _function(self, entry: int) -> _Function:
+    def _function(self, entry: int, end: int) -> _Function:
         function = _Function(entry, [])
         body: list[str] = []
-        for start, block in self._blocks(entry, self.bounds[entry]):
+        for start, block in self.program.basic_blocks(entry, end):
             body.extend(self._block(function, start, block))
         prologue = [
             f"def f{entry}(m, {_REGS}, count, depth):",
@@ -222,7 +194,7 @@ class _Generator:
         return function
 
     def _block(
-        self, function: _Function, start: int, block: list[tuple[int, Instruction]]
+        self, function: _Function, start: int, block: tuple[tuple[int, Instruction], ...]
     ) -> list[str]:
         last_pc, last = block[-1]
         following = last_pc + last.slots
