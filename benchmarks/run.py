@@ -1,155 +1,604 @@
-"""Benchmarks: time per run and instructions per second of every available tier.
+"""Benchmarks: time per run of every available tier, against native C and the interpreter.
 
-Run ``python benchmarks/run.py`` (``--quick`` for a short pass).  Each program's
-result is checked against a Python model of it before anything is timed, so a
-fast wrong answer cannot pass as a result.  Later tiers add themselves through
-``pybpf.available_tiers()``; the table reports each tier's speed and its ratio to
-the interpreter on the same inputs in the same run.
+Run ``python benchmarks/run.py`` (``--quick`` for a smoke pass on the interp and
+pycode tiers).  Each program lives in ``programs/NAME.s`` with a C twin in
+``programs/NAME.c``.  Every tier's result, and the C twin's, is checked against a
+Python model before anything is timed, so a fast wrong answer fails the run.
+When ``gcc`` is on PATH the C twins are compiled now (``-O2``) and timed in a C
+loop (``programs/driver.c``), which gives the physical limit.  The report has
+three parts: time per run of each program on each tier, compile time per 1000
+eBPF instructions, and the per-packet cost of a filter run with ``VM.run`` once
+per packet versus one ``VM.run_batch`` call.  ``--json PATH`` saves the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import json
+import math
+import os
 import platform
+import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import pybpf
 from pybpf.asm import assemble
+from pybpf.batch import BatchInput, prepare_batch
 
+PROGRAMS = Path(__file__).resolve().parent / "programs"
 MASK64 = (1 << 64) - 1
+BUDGET = 100_000_000
+QUICK_TIERS = ("interp", "pycode")
+
+
+# -- the programs, their inputs and their Python models ---------------------------------
 
 
 @dataclass(frozen=True)
 class Benchmark:
+    """One program: its inputs (one run per record) and a model of r0 for a record."""
+
     name: str
-    description: str
-    source: str
-    make_input: Callable[[], bytes | None]
-    expected: Callable[[bytes | None], int]
+    measures: str
+    records: Callable[[], list[bytes]]
+    model: Callable[[bytes], int]
+    batch: bool = False
+    """Also time ``VM.run_batch`` over all records (the per-packet section)."""
+
+    @property
+    def symbol(self) -> str:
+        """The C twin's function name."""
+        return self.name.replace("-", "_")
+
+    def source(self, suffix: str) -> Path:
+        return PROGRAMS / f"{self.name}{suffix}"
 
 
-def _alu_model(_mem: bytes | None) -> int:
+def _u64(value: int) -> bytes:
+    return value.to_bytes(8, "little")
+
+
+def _read_u64(mem: bytes) -> int:
+    return int.from_bytes(mem[:8], "little")
+
+
+def _alu_model(mem: bytes) -> int:
     r0 = 0
-    for r1 in range(100_000, 0, -1):
-        r0 = (r0 + r1) & MASK64
-        r0 ^= 0x5A
-        r0 = (r0 << 1) & MASK64
-        r0 >>= 1
+    for n in range(_read_u64(mem), 0, -1):
+        r0 = ((((r0 + n) & MASK64) ^ 0x5A) << 1 & MASK64) >> 1
     return r0
 
 
-ALU_LOOP = """
-    mov r0, 0
-    mov r1, 100000
-loop:
-    add r0, r1
-    xor r0, 0x5a
-    lsh r0, 1
-    rsh r0, 1
-    sub r1, 1
-    jne r1, 0, loop
-    exit
-"""
+def _primes_model(mem: bytes) -> int:
+    """A sieve, not trial division: the model should not share the program's method."""
+    limit = _read_u64(mem)
+    if limit < 3:
+        return 0
+    sieve = bytearray([1]) * limit
+    sieve[0:2] = b"\0\0"
+    for n in range(2, math.isqrt(limit - 1) + 1):
+        if sieve[n]:
+            sieve[n * n :: n] = bytes(len(range(n * n, limit, n)))
+    return sum(sieve)
 
 
-def _packet(size: int) -> bytes:
-    return bytes((index * 7 + 3) & 0xFF for index in range(size))
+def _checksum_model(mem: bytes) -> int:
+    total = sum(int.from_bytes(mem[i : i + 2], "little") for i in range(0, len(mem), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total ^ 0xFFFF
 
 
-def _checksum_model(mem: bytes | None) -> int:
-    assert mem is not None
-    total = 0
-    for _ in range(20):
-        for offset in range(0, len(mem), 2):
-            total = (total + int.from_bytes(mem[offset : offset + 2], "little")) & MASK64
-    return total
+def _sort_model(mem: bytes) -> int:
+    count = min(len(mem) // 4, 64)
+    values = sorted(int.from_bytes(mem[i * 4 : i * 4 + 4], "little") for i in range(count))
+    digest = 0
+    for value in values:
+        digest = (digest * 31 + value) & MASK64
+    return digest
 
 
-MEMORY_LOOP = """
-# 20 passes of a 16-bit sum over the input, spilling the running sum to the stack
-    mov r0, 0
-    stxdw [r10-8], r0
-    mov r7, 20
-pass:
-    mov r3, r1
-    mov r4, r1
-    add r4, r2
-word:
-    ldxh r5, [r3]
-    ldxdw r0, [r10-8]
-    add r0, r5
-    stxdw [r10-8], r0
-    add r3, 2
-    jlt r3, r4, word
-    sub r7, 1
-    jne r7, 0, pass
-    ldxdw r0, [r10-8]
-    exit
-"""
+def _calls_model(mem: bytes) -> int:
+    acc = 0
+    for n in range(_read_u64(mem), 0, -1):
+        acc = (((acc ^ n) * 0x2545F491) + (acc >> 7)) & MASK64
+    return acc
+
+
+def _filter_model(packet: bytes) -> int:
+    """Unfragmented IPv4 TCP to port 80, parsed field by field."""
+    if len(packet) < 34 or packet[12:14] != b"\x08\x00" or packet[23] != 6:
+        return 0
+    if int.from_bytes(packet[20:22], "big") & 0x1FFF:
+        return 0
+    ihl = (packet[14] & 0xF) * 4
+    if ihl < 20 or 14 + ihl + 4 > len(packet):
+        return 0
+    return int(int.from_bytes(packet[14 + ihl + 2 : 14 + ihl + 4], "big") == 80)
+
+
+def _packets(count: int, seed: int = 1) -> list[bytes]:
+    """Ethernet frames of 64-128 bytes: about 40% IPv4 TCP to port 80, the rest not."""
+    rng = random.Random(seed)
+    packets = []
+    for _ in range(count):
+        packet = bytearray(rng.randbytes(rng.randrange(64, 129)))
+        kind = rng.random()
+        ethertype, protocol, port, fragment = b"\x08\x00", 6, 80, 0x4000  # DF set
+        if kind < 0.1:
+            ethertype = b"\x86\xdd"  # IPv6
+        elif kind < 0.2:
+            protocol = 17  # UDP
+        elif kind < 0.3:
+            fragment = 0x2000 | rng.randrange(1, 0x2000)  # MF set, offset not zero
+        elif kind < 0.6:
+            port = rng.choice((22, 443, 8080, 0x5000))
+        ihl = rng.choice((5, 5, 5, 6, 8))
+        packet[12:14] = ethertype
+        packet[14] = 0x40 | ihl
+        packet[20:22] = fragment.to_bytes(2, "big")
+        packet[23] = protocol
+        packet[14 + ihl * 4 + 2 : 14 + ihl * 4 + 4] = port.to_bytes(2, "big")
+        packets.append(bytes(packet))
+    return packets
+
+
+def _random_u32s(count: int, seed: int = 2) -> bytes:
+    rng = random.Random(seed)
+    return b"".join(rng.getrandbits(32).to_bytes(4, "little") for _ in range(count))
+
+
+FILTER_PACKETS = 10_000
 
 BENCHMARKS = (
-    Benchmark("alu-loop", "tight ALU loop, 100k iterations", ALU_LOOP, lambda: None, _alu_model),
     Benchmark(
-        "memory-loop",
-        "16-bit sum over 1500 bytes x20 with stack spills",
-        MEMORY_LOOP,
-        lambda: _packet(1500),
+        "alu-loop",
+        "tight ALU loop, 100k iterations of add/xor/lsh/rsh",
+        lambda: [_u64(100_000)],
+        _alu_model,
+    ),
+    Benchmark(
+        "primes",
+        "primes below 8000 by trial division (div, mod)",
+        lambda: [_u64(8000)],
+        _primes_model,
+    ),
+    Benchmark(
+        "checksum",
+        "RFC 1071 16-bit one's complement sum over 1500 bytes (ldxh)",
+        lambda: [random.Random(3).randbytes(1500)],
         _checksum_model,
+    ),
+    Benchmark(
+        "sort",
+        "insertion sort of 64 random u32 on the stack, then a checksum",
+        lambda: [_random_u32s(64)],
+        _sort_model,
+    ),
+    Benchmark(
+        "calls",
+        "40k bpf-to-bpf calls of a 6-instruction function",
+        lambda: [_u64(40_000)],
+        _calls_model,
+    ),
+    Benchmark(
+        "filter",
+        f"Ethernet/IPv4/TCP port-80 filter, once per packet over {FILTER_PACKETS:,} packets",
+        lambda: _packets(FILTER_PACKETS),
+        _filter_model,
+        batch=True,
     ),
 )
 
 
-def _time_runs(vm: pybpf.VM, mem: bytes | None, repeat: int) -> tuple[float, int]:
-    """Median seconds per run over ``repeat`` runs, and instructions per run."""
-    times = []
-    instructions = 0
-    for _ in range(repeat):
-        data = bytearray(mem) if mem is not None else None
-        start = time.perf_counter()
-        result = vm.execute(data)
-        times.append(time.perf_counter() - start)
-        instructions = result.instructions
-    return statistics.median(times), instructions
+# -- measuring ------------------------------------------------------------------------
+
+
+class WrongResult(Exception):
+    """A tier (or a C twin) returned something other than the model's answer."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    repeat: int
+    """Timed samples per measurement; the median is reported."""
+    min_sample_s: float
+    """Calls faster than this are looped within one sample, so timer overhead vanishes."""
+
+
+@dataclass
+class Timing:
+    """One program on one tier (or the C twin): nanoseconds per run of one record."""
+
+    program: str
+    tier: str
+    ns_per_run: float
+    instructions_per_run: float
+    """eBPF instructions one run executes (the pycode tier's exact count)."""
+    samples_ns: list[float]
+
+
+@dataclass
+class BatchTiming:
+    """One program on one tier: per-record cost of ``run`` in a loop and of ``run_batch``."""
+
+    program: str
+    tier: str
+    run_ns: float
+    batch_ns: float
+
+
+@dataclass
+class CompileTiming:
+    tier: str
+    instructions: int
+    ns: float
+    """Median time to construct a VM (load-time checks and compilation)."""
+
+
+@dataclass
+class Report:
+    """Everything one run of this script measured; ``--json`` writes it as is."""
+
+    environment: dict[str, Any]
+    runs: list[Timing] = field(default_factory=list)
+    batches: list[BatchTiming] = field(default_factory=list)
+    compiles: list[CompileTiming] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    """Tier and program pairs not measured because the tier refused the program."""
+
+
+def sample_ns(call: Callable[[], object], first_s: float, settings: Settings) -> list[float]:
+    """Nanoseconds per ``call``, one entry per sample.
+
+    ``first_s`` is how long one call took when its result was checked; calls faster
+    than ``settings.min_sample_s`` run in a loop inside each sample.
+    """
+    loops = max(1, math.ceil(settings.min_sample_s / max(first_s, 1e-9)))
+    samples = []
+    for _ in range(settings.repeat):
+        start = time.perf_counter_ns()
+        for _ in range(loops):
+            call()
+        samples.append((time.perf_counter_ns() - start) / loops)
+    return samples
+
+
+def check(label: str, got: Sequence[int], expected: Sequence[int]) -> None:
+    """Raise :class:`WrongResult` naming the first record whose r0 differs from the model."""
+    for index, (value, wanted) in enumerate(zip(got, expected, strict=True)):
+        if value != wanted:
+            raise WrongResult(
+                f"{label}: record {index} gave r0 = {value:#x}, the model says {wanted:#x}"
+            )
+
+
+def checked_samples(
+    label: str, call: Callable[[], Sequence[int]], expected: list[int], settings: Settings
+) -> list[float]:
+    """Run ``call`` once and check it against the model, then time it; ns per record."""
+    start = time.perf_counter()
+    check(label, call(), expected)
+    first = time.perf_counter() - start
+    return [ns / len(expected) for ns in sample_ns(call, first, settings)]
+
+
+# -- native C -----------------------------------------------------------------------------
+
+GCC_FLAGS = ("-O2", "-shared", "-fPIC")
+C_TIER = "gcc -O2"
+"""The tier column's name for the C twins."""
+
+
+class NativeTwin:
+    """A C twin linked with ``driver.c`` into a shared library, called through ctypes.
+
+    The driver loops over the records (and repeats) in C and measures with
+    ``clock_gettime``, so one ctypes call covers thousands of kernel calls.
+    """
+
+    def __init__(self, bench: Benchmark, workdir: Path) -> None:
+        library = workdir / f"{bench.name}.so"
+        sources = [str(bench.source(".c")), str(PROGRAMS / "driver.c")]
+        command = ["gcc", *GCC_FLAGS, f"-DKERNEL={bench.symbol}", "-o", str(library), *sources]
+        subprocess.run(command, check=True, capture_output=True, text=True)
+        self._bench = ctypes.CDLL(str(library)).bench_batch
+        self._bench.argtypes = [
+            ctypes.c_void_p,  # records back to back
+            ctypes.c_void_p,  # offsets, u64[count]
+            ctypes.c_void_p,  # lengths, u64[count]
+            ctypes.c_uint64,  # count
+            ctypes.c_uint64,  # repeat
+            ctypes.c_void_p,  # out, u64[count]
+        ]
+        self._bench.restype = ctypes.c_uint64
+
+    def run(self, batch: BatchInput, repeat: int) -> tuple[array[int], int]:
+        """r0 of every record, and the nanoseconds ``repeat`` passes over the batch took."""
+        out = array("Q", [0]) * len(batch)
+        data = (ctypes.c_char * len(batch.buffer)).from_buffer(batch.buffer)
+        elapsed = self._bench(
+            ctypes.addressof(data),
+            batch.offsets.buffer_info()[0],
+            batch.lengths.buffer_info()[0],
+            len(batch),
+            repeat,
+            out.buffer_info()[0],
+        )
+        del data  # release the export, so the buffer may be resized or freed
+        return out, int(elapsed)
+
+    def samples(self, batch: BatchInput, expected: list[int], settings: Settings) -> list[float]:
+        """Check once, then ns per record, one entry per sample."""
+        out, first_ns = self.run(batch, 1)
+        check("C twin", out, expected)
+        repeat = max(1, math.ceil(settings.min_sample_s * 1e9 / max(first_ns, 1)))
+        return [self.run(batch, repeat)[1] / repeat / len(batch) for _ in range(settings.repeat)]
+
+
+def compile_twins(benches: Sequence[Benchmark], workdir: Path) -> dict[str, NativeTwin]:
+    """Every C twin, compiled now; none when gcc is not on PATH."""
+    if shutil.which("gcc") is None:
+        return {}
+    twins = {}
+    for bench in benches:
+        try:
+            twins[bench.name] = NativeTwin(bench, workdir)
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"gcc failed on {bench.source('.c')}:\n{exc.stderr}") from exc
+    return twins
+
+
+# -- the three measurements -------------------------------------------------------------
+
+
+def measure_program(
+    bench: Benchmark,
+    tiers: Sequence[str],
+    twin: NativeTwin | None,
+    settings: Settings,
+    report: Report,
+) -> None:
+    """Check and time ``bench`` on its C twin and every tier (and ``run_batch`` if flagged)."""
+    program = assemble(bench.source(".s").read_text(), bench.name)
+    inputs = bench.records()
+    expected = [bench.model(record) for record in inputs]
+    records = [bytearray(record) for record in inputs]  # mapped in place: no copy per run
+    reference = pybpf.VM(program, tier="pycode", budget=BUDGET)
+    instructions = sum(reference.execute(r).instructions for r in records) / len(records)
+
+    def record(tier: str, samples: list[float]) -> float:
+        median = statistics.median(samples)
+        report.runs.append(Timing(bench.name, tier, median, instructions, samples))
+        return median
+
+    if twin is not None:
+        record(C_TIER, twin.samples(prepare_batch(inputs), expected, settings))
+    for tier in tiers:
+        try:
+            vm = pybpf.VM(program, tier=tier, budget=BUDGET)
+        except (pybpf.TierUnavailableError, pybpf.InvalidProgramError) as exc:
+            report.refused.append(f"{bench.name} on {tier}: {exc}")
+            continue
+        label = f"{bench.name} on {tier}"
+        run_ns = record(
+            tier, checked_samples(label, partial(_run_each, vm, records), expected, settings)
+        )
+        if bench.batch:
+            batch = partial(vm.run_batch, inputs)
+            samples = checked_samples(f"{label}, run_batch", batch, expected, settings)
+            report.batches.append(BatchTiming(bench.name, tier, run_ns, statistics.median(samples)))
+
+
+def _run_each(vm: pybpf.VM, records: list[bytearray]) -> list[int]:
+    return [vm.run(record) for record in records]
+
+
+def straight_line_program(length: int, seed: int = 4) -> pybpf.Program:
+    """A generated ``length``-instruction program without loops: ALU operations, stack
+    loads and stores, and short forward branches, so it has many basic blocks."""
+    rng = random.Random(seed)
+    lines = [f"mov r{n}, {n}" for n in range(10)]
+    templates = (
+        "add r{d}, r{s}",
+        "xor r{d}, {imm}",
+        "mul r{d}, {imm}",
+        "lsh r{d}, 3",
+        "stxdw [r10-{slot}], r{s}",
+        "ldxdw r{d}, [r10-{slot}]",
+        "jgt r{d}, r{s}, +1",
+    )
+    while len(lines) < length - 1:
+        lines.append(
+            rng.choice(templates).format(
+                d=rng.randrange(10),
+                s=rng.randrange(10),
+                imm=rng.randrange(1, 1000),
+                slot=8 * rng.randrange(1, 64),
+            )
+        )
+    lines.append("exit")
+    return assemble("\n".join(lines), f"straight-line-{length}")
+
+
+def measure_compiles(tiers: Sequence[str], size: int, settings: Settings, report: Report) -> None:
+    """Median time to construct a VM for a generated ``size``-instruction program."""
+    program = straight_line_program(size)
+    expected = pybpf.VM(program).run()  # also warms up imports shared by the tiers
+    for tier in tiers:
+        try:
+            check(f"{program.name} on {tier}", [pybpf.VM(program, tier=tier).run()], [expected])
+        except (pybpf.TierUnavailableError, pybpf.InvalidProgramError) as exc:
+            report.refused.append(f"{program.name} on {tier}: {exc}")
+            continue
+        samples = []
+        for _ in range(max(3, settings.repeat)):
+            start = time.perf_counter_ns()
+            pybpf.VM(program, tier=tier)
+            samples.append(time.perf_counter_ns() - start)
+        report.compiles.append(CompileTiming(tier, size, statistics.median(samples)))
+
+
+# -- printing -----------------------------------------------------------------------------
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}x" if value < 100 else f"{value:,.0f}x"
+
+
+def _ns(value: float) -> str:
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """The first two columns (names) left-aligned, the numbers right-aligned."""
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if index < 2 else cell.rjust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    print(f"{title}\n{line(header)}\n{'-' * len(line(header))}")
+    for row in rows:
+        print(line(row))
+    print()
+
+
+def print_report(report: Report) -> None:
+    for name, measures in report.environment["programs"].items():
+        print(f"{name:<10} {measures}")
+    print()
+    by_key = {(t.program, t.tier): t for t in report.runs}
+    rows = []
+    for timing in report.runs:
+        native = by_key.get((timing.program, C_TIER))
+        interp = by_key.get((timing.program, "interp"))
+        ns = timing.ns_per_run
+        rows.append(
+            [
+                timing.program,
+                timing.tier,
+                _ns(ns),
+                _ratio(ns / native.ns_per_run if native else None),
+                _ratio(interp.ns_per_run / ns if interp else None),
+                f"{timing.instructions_per_run / ns * 1e3:,.1f}",
+            ]
+        )
+    header = ["program", "tier", "ns/run", "vs C", "vs interp", "M insn/s"]
+    print_table("time per run (per packet for filter)", header, rows)
+
+    rows = []
+    for entry in report.batches:
+        native = by_key.get((entry.program, C_TIER))
+        rows.append(
+            [
+                entry.program,
+                entry.tier,
+                _ns(entry.run_ns),
+                _ns(entry.batch_ns),
+                _ratio(entry.run_ns / entry.batch_ns),
+                _ratio(entry.batch_ns / native.ns_per_run if native else None),
+            ]
+        )
+    header = ["program", "tier", "run ns", "run_batch ns", "batch gain", "vs C"]
+    print_table("per-record cost: VM.run in a loop vs one VM.run_batch", header, rows)
+
+    rows = [
+        [
+            f"{c.instructions} insns",
+            c.tier,
+            f"{c.ns / 1e6:,.1f}",
+            f"{c.ns / c.instructions / 1e3:,.2f}",
+        ]
+        for c in report.compiles
+    ]
+    header = ["program", "tier", "total ms", "ms per 1000 insns"]
+    print_table("compile time: VM construction for a generated program", header, rows)
+    for line in report.refused:
+        print(f"not measured: {line}")
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+def _environment(
+    benches: Sequence[Benchmark], tiers: Sequence[str], with_c: bool, settings: Settings
+) -> dict[str, Any]:
+    gcc = ""
+    if with_c:
+        version = subprocess.run(["gcc", "--version"], capture_output=True, text=True, check=True)
+        gcc = version.stdout.splitlines()[0]
+    return {
+        "pybpf": pybpf.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "gcc": gcc,
+        "tiers": list(tiers),
+        "programs": {bench.name: bench.measures for bench in benches},
+        "repeat": settings.repeat,
+        "min_sample_s": settings.min_sample_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="runs per benchmark and tier")
-    parser.add_argument("--quick", action="store_true", help="one run each, for a smoke test")
+    parser.add_argument("--repeat", type=int, default=5, help="timed samples per measurement")
+    parser.add_argument("--quick", action="store_true", help="smoke pass: interp and pycode")
+    parser.add_argument("--tiers", help="comma-separated tiers (default: every available one)")
+    parser.add_argument("--programs", help="comma-separated programs (default: all)")
+    parser.add_argument("--no-c", action="store_true", help="skip the C twins")
+    parser.add_argument("--compile-size", type=int, default=2000, metavar="N")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the raw numbers")
     args = parser.parse_args(argv)
-    repeat = 1 if args.quick else args.repeat
-    tiers = [name for name, reason in pybpf.available_tiers() if reason is None]
 
-    print(f"pybpf {pybpf.__version__}, Python {platform.python_version()}, {platform.machine()}")
-    print(f"median of {repeat} run(s); tiers: {', '.join(tiers)}\n")
-    header = (
-        f"{'benchmark':<14} {'tier':<8} {'time/run':>12} {'insns/run':>10} "
-        f"{'M insn/s':>9} {'vs interp':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for bench in BENCHMARKS:
-        program = assemble(bench.source, bench.name)
-        mem = bench.make_input()
-        expected = bench.expected(mem)
-        baseline: float | None = None
-        for tier in tiers:
-            vm = pybpf.VM(program, tier=tier, budget=100_000_000)
-            got = vm.run(bytearray(mem) if mem is not None else None)
-            if got != expected:
-                print(f"{bench.name} on {tier}: r0 = {got:#x}, expected {expected:#x}")
-                return 1
-            seconds, instructions = _time_runs(vm, mem, repeat)
-            baseline = baseline or seconds
-            rate = instructions / seconds / 1e6
-            print(
-                f"{bench.name:<14} {tier:<8} {seconds * 1e3:>9.2f} ms {instructions:>10} "
-                f"{rate:>9.2f} {baseline / seconds:>8.1f}x"
-            )
+    quick = Settings(repeat=1, min_sample_s=0.01)
+    settings = quick if args.quick else Settings(repeat=args.repeat, min_sample_s=0.05)
+    available = [name for name, reason in pybpf.available_tiers() if reason is None]
+    if args.tiers:
+        tiers = args.tiers.split(",")
+    else:
+        tiers = [tier for tier in available if not args.quick or tier in QUICK_TIERS]
+    known = {bench.name for bench in BENCHMARKS}
+    names = args.programs.split(",") if args.programs else sorted(known)
+    wrong = [t for t in tiers if t not in available] + [n for n in names if n not in known]
+    if wrong:
+        parser.error(f"unknown or unavailable here: {', '.join(wrong)}")
+    benches = [bench for bench in BENCHMARKS if bench.name in names]
+
+    with tempfile.TemporaryDirectory(prefix="pybpf-bench-") as workdir:
+        twins = {} if args.no_c else compile_twins(benches, Path(workdir))
+        report = Report(_environment(benches, tiers, bool(twins), settings))
+        env = report.environment
+        print(f"pybpf {env['pybpf']}, Python {env['python']}, {env['machine']}, {env['cpus']} CPUs")
+        print(f"C twins: {env['gcc'] or 'none (no gcc)'}; median of {settings.repeat} sample(s)\n")
+        try:
+            for bench in benches:
+                print(f"measuring {bench.name}...", file=sys.stderr, flush=True)
+                measure_program(bench, tiers, twins.get(bench.name), settings, report)
+            measure_compiles(tiers, args.compile_size, settings, report)
+        except WrongResult as exc:
+            print(f"WRONG RESULT: {exc}", file=sys.stderr)
+            return 1
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(asdict(report), indent=2) + "\n")
     return 0
 
 

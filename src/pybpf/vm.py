@@ -14,9 +14,12 @@ The rbpf VM flavours map onto one class:
 
 from __future__ import annotations
 
+import random
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pybpf.batch import BatchRunner, BatchSource, prepare_batch, tag_record
 from pybpf.errors import BpfError, TierUnavailableError
 from pybpf.program import Program
 from pybpf.runtime.helpers import HelperFunction, HelperRegistry, default_helpers
@@ -105,6 +108,8 @@ class VM:
             budget=budget, stack_size=stack_size, max_call_depth=max_call_depth, seed=seed
         )
         self.helpers = helpers if helpers is not None else default_helpers()
+        self.rng = random.Random(seed)
+        """The pseudo-random source of ``bpf_get_prandom_u32``, kept across runs."""
         self.trace_sink = trace
         self._tier = get_tier(tier)
         self._verifier = verifier
@@ -219,7 +224,9 @@ class VM:
             meta = MemoryRegion("mbuff", MBUFF_BASE, _as_buffer(mbuff, True))
             regions.append(meta)
             entry = {1: meta.base, 2: len(meta)}
-        machine = Machine.create(self.config, self.helpers, regions, packet, self.trace_sink)
+        machine = Machine.create(
+            self.config, self.helpers, regions, packet, self.trace_sink, self.rng
+        )
         for register, value in entry.items():
             machine.regs[register] = value
         if observer is None:
@@ -239,6 +246,46 @@ class VM:
     ) -> int:
         """Run once and return r0."""
         return self.execute(mem, mbuff=mbuff, mem_writable=mem_writable).r0
+
+    # -- batches (pybpf.batch) ---------------------------------------------------
+
+    def run_batch(
+        self,
+        inputs: BatchSource,
+        *,
+        record_size: int | None = None,
+        mem_writable: bool = True,
+    ) -> array[int]:
+        """Run once per input record and return every r0, in order, as ``array('Q')``.
+
+        ``inputs`` is a list or tuple of bytes-like records, one bytes-like buffer
+        cut into ``record_size``-byte records, or a 2-D C-contiguous array (NumPy
+        ``uint8``: one record per row); see :func:`pybpf.batch.prepare_batch`.
+        ``numpy.frombuffer(result, dtype=numpy.uint64)`` views the result without
+        a copy.  Each record runs as ``run(record, mem_writable=mem_writable)``
+        would, and stores into writable records show in the caller's buffers.
+        The first failing record raises its own error, with ``record_index`` set
+        (:func:`pybpf.batch.tag_record`).  A tier whose compiled program has a
+        ``run_batch`` method (:class:`pybpf.batch.BatchRunner`) runs the whole
+        batch itself, unless a subclass overrides :meth:`execute` (per-run setup
+        such as :class:`FixedMbuffVM`'s must not be skipped).
+        """
+        batch = prepare_batch(inputs, record_size, writable=mem_writable)
+        out = array("Q", [0]) * len(batch)
+        compiled = self._compiled
+        try:
+            if isinstance(compiled, BatchRunner) and type(self).execute is VM.execute:
+                compiled.run_batch(self, batch, out)
+                return out
+            for index in range(len(batch)):
+                try:
+                    out[index] = self.execute(batch.record(index), mem_writable=mem_writable).r0
+                except Exception as exc:
+                    tag_record(exc, index)
+                    raise
+        finally:
+            batch.write_back()
+        return out
 
 
 class FixedMbuffVM(VM):

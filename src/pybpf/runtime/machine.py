@@ -81,6 +81,7 @@ class Machine:
         regions: list[MemoryRegion],
         packet: MemoryRegion | None = None,
         trace_sink: Callable[[str], None] | None = None,
+        rng: random.Random | None = None,
     ) -> Machine:
         """A machine with a fresh zeroed stack and the given regions mapped."""
         total = config.stack_size * config.max_call_depth
@@ -93,7 +94,7 @@ class Machine:
             helpers=helpers,
             packet=packet,
             trace_sink=trace_sink,
-            rng=random.Random(config.seed),
+            rng=rng if rng is not None else random.Random(config.seed),
         )
         machine.regs[10] = stack.vm_end
         return machine

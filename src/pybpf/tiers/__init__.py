@@ -40,9 +40,16 @@ def _pycode() -> Tier:
     return PythonCodeTier()
 
 
+def _x86_64() -> Tier:
+    from pybpf.tiers.x86_64.tier import X86Tier
+
+    return X86Tier()
+
+
 _TIER_FACTORIES = {
     "interp": _interpreter,
     "pycode": _pycode,
+    "x86_64": _x86_64,
 }
 """Tier name to a factory; a factory may import heavy or native modules lazily."""
 

@@ -1,0 +1,598 @@
+"""Lowering eBPF programs to x86-64 machine code.
+
+Register mapping (eBPF -> x86-64): r0 rbx, r1 rdi, r2 rsi, r3 r8, r4 r9, r5 r10,
+r6 r12, r7 r13, r8 r14, r9 r15.  r10 is kept as a host pointer in rbp (the VM value
+is ``rbp - STACK_DELTA``), r11 holds the run context, and rax, rcx, rdx are scratch,
+so x86 division and shifts never disturb an eBPF register.
+
+Every load and store translates its VM address through the region table
+(:mod:`~pybpf.tiers.x86_64.layout`) and branches to an out-of-line trap stub when
+the access leaves its region or writes a read-only one; only constant offsets from
+r10 inside the current frame skip the check.  The meter is charged per basic block;
+a block that would overrun it returns to Python, which hands the run to the
+interpreter at that block.  Helper calls go through one Python callback that reads
+its arguments from the context.  bpf-to-bpf calls are native calls with a shadow
+frame (return pc, r6-r9) in the context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pybpf.errors import TrapKind
+from pybpf.isa.instruction import Instruction
+from pybpf.isa.semantics import MASK64, WIDTH_MASK
+from pybpf.isa.table import Form, Op
+from pybpf.program import Program
+from pybpf.runtime.machine import MachineConfig
+from pybpf.runtime.memory import STACK_BASE
+from pybpf.tiers.x86_64 import layout
+from pybpf.tiers.x86_64.encoder import AluOp, Assembler, Cond, Label, ShiftOp, UnaryOp
+from pybpf.tiers.x86_64.layout import Status
+
+RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI = 0, 1, 2, 3, 4, 5, 6, 7
+R8, R9, R10, R11, R12, R13, R14, R15 = 8, 9, 10, 11, 12, 13, 14, 15
+
+REGISTER_MAP = (RBX, RDI, RSI, R8, R9, R10, R12, R13, R14, R15)
+"""x86-64 register of eBPF r0-r9."""
+CTX = R11
+FP = RBP
+CALLER_SAVED_EBPF = (RDI, RSI, R8, R9, R10)
+"""x86 registers of r1-r5, which a C call may clobber."""
+CALLEE_SAVED = (RBX, RBP, R12, R13, R14, R15)
+
+_ADD, _SUB, _AND, _OR, _XOR, _CMP = AluOp.ADD, AluOp.SUB, AluOp.AND, AluOp.OR, AluOp.XOR, AluOp.CMP
+
+_ALU_OPS: dict[Op, AluOp] = {Op.ADD: _ADD, Op.SUB: _SUB, Op.AND: _AND, Op.OR: _OR, Op.XOR: _XOR}
+_SHIFTS: dict[Op, ShiftOp] = {Op.LSH: ShiftOp.SHL, Op.RSH: ShiftOp.SHR, Op.ARSH: ShiftOp.SAR}
+_JUMP_CONDITIONS: dict[Op, Cond] = {
+    Op.JEQ: Cond.E,
+    Op.JNE: Cond.NE,
+    Op.JGT: Cond.A,
+    Op.JGE: Cond.AE,
+    Op.JLT: Cond.B,
+    Op.JLE: Cond.BE,
+    Op.JSGT: Cond.G,
+    Op.JSGE: Cond.GE,
+    Op.JSLT: Cond.L,
+    Op.JSLE: Cond.LE,
+    Op.JSET: Cond.NE,
+}
+_ATOMIC_ALU: dict[Op, AluOp] = {
+    Op.ATOMIC_ADD: _ADD,
+    Op.ATOMIC_OR: _OR,
+    Op.ATOMIC_AND: _AND,
+    Op.ATOMIC_XOR: _XOR,
+}
+
+
+@dataclass
+class NativeCode:
+    """The result of compiling: machine code and where each eBPF instruction starts."""
+
+    code: bytes
+    offsets: dict[int, int]
+    """eBPF pc -> offset of its first machine instruction."""
+    entry: int
+    stubs: int = 0
+
+
+@dataclass
+class _Stub:
+    """An out-of-line exit: a label, and what to record before leaving."""
+
+    label: Label
+    status: int
+    pc: int
+    info: int = 0
+    undo_budget: int = 0
+
+
+@dataclass
+class _Compiler:
+    program: Program
+    config: MachineConfig
+    asm: Assembler = field(default_factory=Assembler)
+    stubs: list[_Stub] = field(default_factory=list)
+    block_labels: dict[int, Label] = field(default_factory=dict)
+    function_labels: dict[int, Label] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)
+    exit_ok: Label = Label(-1)
+
+    # -- helpers ------------------------------------------------------------------
+
+    def stub(self, status: int, pc: int, info: int = 0, undo_budget: int = 0) -> Label:
+        label = self.asm.label()
+        self.stubs.append(_Stub(label, status, pc, info, undo_budget))
+        return label
+
+    def value_of(self, reg: int, scratch: int) -> int:
+        """The x86 register holding eBPF ``reg``'s VM value (r10 is materialized)."""
+        if reg != 10:
+            return REGISTER_MAP[reg]
+        self.asm.mov_rr(scratch, FP)
+        self.asm.alu_rm(_SUB, scratch, CTX, layout.STACK_DELTA)
+        return scratch
+
+    def translate(self, base: int, off: int, size: int, write: bool, pc: int) -> None:
+        """Leave the host address of ``[base + off]`` in rax, or trap."""
+        asm = self.asm
+        fault = self.stub(TrapKind.MEMORY_ACCESS, pc, size | (256 if write else 0))
+        source = self.value_of(base, RAX)
+        if off or source != RAX:
+            asm.lea(RAX, source, off)
+        asm.mov_rr(RDX, RAX)
+        asm.shift_ri(ShiftOp.SHR, RDX, layout.SLOT_SHIFT)
+        asm.alu_ri(_CMP, RDX, layout.SLOT_COUNT - 1)
+        asm.jcc(Cond.A, fault)
+        asm.shift_ri(ShiftOp.SHL, RDX, layout.ENTRY_SHIFT)
+        asm.alu_rr(_ADD, RDX, CTX)
+        asm.alu_rm(_CMP, RAX, RDX, layout.LO_WRITE if write else layout.LO_READ)
+        asm.jcc(Cond.B, fault)
+        asm.alu_rm(_CMP, RAX, RDX, layout.LAST[size])
+        asm.jcc(Cond.A, fault)
+        asm.alu_rm(_ADD, RAX, RDX, layout.DELTA)
+
+    def in_frame(self, base: int, off: int, size: int) -> bool:
+        """A constant offset from r10 inside the current frame: the access cannot miss."""
+        return base == 10 and -self.config.stack_size <= off <= -size
+
+    def charge(self, count: int, pc: int) -> None:
+        """Meter ``count`` instructions at the start of the block at ``pc``."""
+        self.asm.alu_mi(_SUB, CTX, layout.BUDGET_LEFT, count)
+        self.asm.jcc(Cond.B, self.stub(Status.OUT_OF_BUDGET, pc, undo_budget=count))
+
+    # -- program --------------------------------------------------------------------
+
+    def compile(self) -> NativeCode:
+        asm = self.asm
+        for entry, _end in self.program.functions:
+            self.function_labels[entry] = asm.label()
+        save_exit = asm.label()
+        self.exit_ok = asm.label()
+        entry_offset = asm.pos
+        self.prologue()
+        for entry, end in self.program.functions:
+            asm.bind(self.function_labels[entry])
+            blocks = self.program.basic_blocks(entry, end)
+            for start, _block in blocks:
+                self.block_labels[start] = asm.label()
+            for start, block in blocks:
+                asm.bind(self.block_labels[start])
+                self.charge(len(block), start)
+                for pc, insn in block:
+                    self.offsets[pc] = asm.pos
+                    self.instruction(pc, insn, entry == 0)
+                # blocks are laid out in program order: falling through needs no code
+        self.emit_stubs(save_exit)
+        asm.bind(self.exit_ok)
+        asm.mov_ri(RAX, Status.OK, 32)
+        asm.bind(save_exit)
+        self.epilogue()
+        return NativeCode(asm.finish(), self.offsets, entry_offset, len(self.stubs))
+
+    def prologue(self) -> None:
+        asm = self.asm
+        for reg in CALLEE_SAVED:
+            asm.push(reg)
+        asm.alu_ri(_SUB, RSP, 8)  # 6 pushes + the return address: realign to 16
+        asm.mov_rr(CTX, RDI)
+        asm.store_r(CTX, layout.SAVED_RSP, RSP)
+        for ebpf, reg in enumerate(REGISTER_MAP):
+            asm.load(reg, CTX, layout.REGS + 8 * ebpf)
+        asm.load(FP, CTX, layout.REGS + 80)
+        asm.alu_rm(_ADD, FP, CTX, layout.STACK_DELTA)
+
+    def epilogue(self) -> None:
+        """Store the eBPF registers back and return the status in eax."""
+        asm = self.asm
+        asm.load(RSP, CTX, layout.SAVED_RSP)
+        for ebpf, reg in enumerate(REGISTER_MAP):
+            asm.store_r(CTX, layout.REGS + 8 * ebpf, reg)
+        asm.mov_rr(RCX, FP)
+        asm.alu_rm(_SUB, RCX, CTX, layout.STACK_DELTA)
+        asm.store_r(CTX, layout.REGS + 80, RCX)
+        asm.alu_ri(_ADD, RSP, 8)
+        for reg in reversed(CALLEE_SAVED):
+            asm.pop(reg)
+        asm.ret()
+
+    def emit_stubs(self, save_exit: Label) -> None:
+        asm = self.asm
+        for stub in self.stubs:
+            asm.bind(stub.label)
+            if stub.undo_budget:
+                asm.alu_mi(_ADD, CTX, layout.BUDGET_LEFT, stub.undo_budget)
+                asm.store_i(CTX, layout.RESUME_PC, stub.pc)
+            else:
+                asm.store_i(CTX, layout.TRAP_PC, stub.pc)
+            if stub.status == TrapKind.MEMORY_ACCESS:
+                asm.store_r(CTX, layout.FAULT_ADDRESS, RAX)
+                asm.store_i(CTX, layout.FAULT_INFO, stub.info)
+            asm.mov_ri(RAX, stub.status, 32)
+            asm.jmp(save_exit)
+
+    # -- instructions ----------------------------------------------------------------
+
+    def instruction(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        op = insn.spec.op
+        lowering = _LOWERINGS.get(op)
+        if lowering is None:
+            raise NotImplementedError(f"no x86-64 lowering for {op}")
+        lowering(self, pc, insn, in_main)
+
+    def alu(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        asm = self.asm
+        spec = insn.spec
+        width = spec.width
+        dst = REGISTER_MAP[insn.dst]
+        op = spec.op
+        immediate = spec.form is Form.ALU_IMM
+        if op is Op.MOV:
+            if immediate:
+                asm.mov_ri(dst, insn.imm & WIDTH_MASK[width] if width == 32 else insn.imm, width)
+            else:
+                asm.mov_rr(dst, self.value_of(insn.src, RCX), width)
+            return
+        if op in _ALU_OPS:
+            if immediate:
+                asm.alu_ri(_ALU_OPS[op], dst, insn.imm, width)
+            else:
+                asm.alu_rr(_ALU_OPS[op], dst, self.value_of(insn.src, RCX), width)
+            return
+        if op is Op.MUL:
+            if immediate:
+                asm.imul_rri(dst, dst, insn.imm, width)
+            else:
+                asm.imul_rr(dst, self.value_of(insn.src, RCX), width)
+            return
+        if op in _SHIFTS:
+            shift = _SHIFTS[op]
+            if immediate:
+                amount = insn.imm & (width - 1)
+                if amount:
+                    asm.shift_ri(shift, dst, amount, width)
+                elif width == 32:
+                    asm.mov_rr(dst, dst, 32)
+                return
+            source = self.value_of(insn.src, RCX)
+            if source != RCX:
+                asm.mov_rr(RCX, source)
+            asm.shift_cl(shift, dst, width)
+            if width == 32:
+                asm.mov_rr(dst, dst, 32)  # a shift by 0 may leave the upper half
+            return
+        self.division(pc, insn)
+
+    def division(self, pc: int, insn: Instruction) -> None:
+        """DIV/SDIV/MOD/SMOD with RFC 9669's answers for zero and INT_MIN / -1."""
+        asm = self.asm
+        spec = insn.spec
+        width = spec.width
+        dst = REGISTER_MAP[insn.dst]
+        op = spec.op
+        signed = op in (Op.SDIV, Op.SMOD)
+        modulo = op in (Op.MOD, Op.SMOD)
+        done = asm.label()
+        if spec.form is Form.ALU_IMM:
+            divisor = insn.imm & WIDTH_MASK[width]
+            if divisor == 0:
+                self._by_zero(dst, width, modulo)
+                return
+            asm.mov_ri(RCX, divisor, width)
+        else:
+            source = self.value_of(insn.src, RCX)
+            if source != RCX:
+                asm.mov_rr(RCX, source, width)
+            by_zero = asm.label()
+            asm.test_rr(RCX, RCX, width)
+            asm.jcc(Cond.E, by_zero)
+            self._divide(dst, width, signed, modulo, done)
+            asm.bind(by_zero)
+            self._by_zero(dst, width, modulo)
+            asm.bind(done)
+            return
+        self._divide(dst, width, signed, modulo, done)
+        asm.bind(done)
+
+    def _divide(self, dst: int, width: int, signed: bool, modulo: bool, done: Label) -> None:
+        """rcx holds a non-zero divisor; leaves the result in ``dst`` and jumps to ``done``."""
+        asm = self.asm
+        if signed:
+            # x86 idiv faults on INT_MIN / -1; RFC 9669 wants INT_MIN and 0
+            general = asm.label()
+            asm.alu_ri(_CMP, RCX, -1, width)
+            asm.jcc(Cond.NE, general)
+            if modulo:
+                asm.zero(dst)
+            else:
+                asm.unary(UnaryOp.NEG, dst, width)
+            asm.jmp(done)
+            asm.bind(general)
+        asm.mov_rr(RAX, dst, width)
+        if signed:
+            if width == 64:
+                asm.cqo()
+            else:
+                asm.cdq()
+            asm.unary(UnaryOp.IDIV, RCX, width)
+        else:
+            asm.zero(RDX)
+            asm.unary(UnaryOp.DIV, RCX, width)
+        asm.mov_rr(dst, RDX if modulo else RAX, width)
+        asm.jmp(done)
+
+    def _by_zero(self, dst: int, width: int, modulo: bool) -> None:
+        if not modulo:
+            self.asm.zero(dst)
+        elif width == 32:
+            self.asm.mov_rr(dst, dst, 32)
+
+    def neg(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        self.asm.unary(UnaryOp.NEG, REGISTER_MAP[insn.dst], insn.spec.width)
+
+    def movsx(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        source = self.value_of(insn.src, RCX)
+        self.asm.movsx_rr(REGISTER_MAP[insn.dst], source, insn.spec.size * 8, insn.spec.width)
+
+    def byte_order(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        asm = self.asm
+        dst = REGISTER_MAP[insn.dst]
+        size = insn.spec.size
+        if insn.spec.op is Op.LE:
+            if size == 2:
+                asm.movzx_rr(dst, dst, 16)
+            elif size == 4:
+                asm.mov_rr(dst, dst, 32)
+            return
+        if size == 2:
+            asm.shift_ri(ShiftOp.ROL, dst, 8, 16)
+            asm.movzx_rr(dst, dst, 16)
+        else:
+            asm.bswap(dst, size * 8)
+
+    def lddw(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        self.asm.mov_ri(REGISTER_MAP[insn.dst], insn.imm & MASK64)
+
+    def load(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        size = insn.spec.size
+        signed = insn.spec.op is Op.LOADSX
+        dst = REGISTER_MAP[insn.dst]
+        if self.in_frame(insn.src, insn.off, size):
+            self.asm.load(dst, FP, insn.off, size * 8, signed)
+            return
+        self.translate(insn.src, insn.off, size, False, pc)
+        self.asm.load(dst, RAX, 0, size * 8, signed)
+
+    def store(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        asm = self.asm
+        size = insn.spec.size
+        immediate = insn.spec.form is Form.STORE_IMM
+        value = RCX
+        if not immediate:
+            value = self.value_of(insn.src, RCX)
+        if self.in_frame(insn.dst, insn.off, size):
+            base, disp = FP, insn.off
+        else:
+            self.translate(insn.dst, insn.off, size, True, pc)
+            base, disp = RAX, 0
+        if immediate:
+            imm = insn.imm if size == 8 else insn.imm & WIDTH_MASK[size * 8]
+            asm.store_i(base, disp, imm, size * 8)
+        else:
+            asm.store_r(base, disp, value, size * 8)
+
+    def atomic(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        asm = self.asm
+        spec = insn.spec
+        width = spec.width
+        src = self.value_of(insn.src, RCX)  # r10 only where the source is not written back
+        self.translate(insn.dst, insn.off, spec.size, True, pc)
+        op = spec.op
+        if op is Op.ATOMIC_CMPXCHG:
+            asm.mov_rr(RDX, RAX)
+            asm.mov_rr(RAX, REGISTER_MAP[0])
+            asm.lock_cmpxchg(RDX, 0, src, width)
+            asm.mov_rr(REGISTER_MAP[0], RAX, width)  # r0 = old, zero-extended
+            return
+        if op is Op.ATOMIC_XCHG:
+            asm.mov_rr(RCX, src, width)
+            asm.xchg_mr(RAX, 0, RCX, width)
+            asm.mov_rr(src, RCX, width)
+            return
+        if not spec.fetch:
+            asm.lock_alu(_ATOMIC_ALU[op], RAX, 0, src, width)
+            return
+        if op is Op.ATOMIC_ADD:
+            asm.mov_rr(RCX, src, width)
+            asm.lock_xadd(RAX, 0, RCX, width)
+            asm.mov_rr(src, RCX, width)
+            return
+        # fetch-or/and/xor: a compare-and-swap loop returning the old value
+        asm.mov_rr(RDX, RAX)
+        retry = asm.label()
+        asm.bind(retry)
+        asm.load(RAX, RDX, 0, width)
+        asm.mov_rr(RCX, RAX, width)
+        asm.alu_rr(_ATOMIC_ALU[op], RCX, src, width)
+        asm.lock_cmpxchg(RDX, 0, RCX, width)
+        asm.jcc(Cond.NE, retry)
+        asm.mov_rr(src, RAX, width)
+
+    def packet_load(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        """Legacy LD_ABS/LD_IND: a big-endian read of the input; a miss ends the run."""
+        asm = self.asm
+        size = insn.spec.size
+        miss = self.stub(Status.PACKET_MISS, pc)
+        if insn.spec.op is Op.LD_ABS:
+            if insn.imm < 0:
+                asm.jmp(miss)
+                return
+            asm.mov_ri(RAX, insn.imm)
+        else:
+            source = self.value_of(insn.src, RAX)
+            asm.mov_rr(RAX, source, 32)
+            asm.alu_ri(_ADD, RAX, insn.imm, 32)
+            asm.movsx_rr(RAX, RAX, 32)
+            asm.test_rr(RAX, RAX)
+            asm.jcc(Cond.S, miss)
+        asm.lea(RCX, RAX, size)
+        asm.alu_rm(_CMP, RCX, CTX, layout.PACKET_LENGTH)
+        asm.jcc(Cond.A, miss)
+        asm.alu_rm(_ADD, RAX, CTX, layout.PACKET_HOST)
+        r0 = REGISTER_MAP[0]
+        asm.load(r0, RAX, 0, size * 8)
+        if size == 2:
+            asm.shift_ri(ShiftOp.ROL, r0, 8, 16)
+            asm.movzx_rr(r0, r0, 16)
+        elif size == 4:
+            asm.bswap(r0, 32)
+
+    def jump(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        target = self.program.target_of(pc, insn)
+        assert target is not None
+        self.asm.jmp(self.block_labels[target])
+
+    def conditional(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        asm = self.asm
+        spec = insn.spec
+        width = spec.width
+        dst = self.value_of(insn.dst, RAX)
+        if spec.op is Op.JSET:
+            if spec.form is Form.COND_IMM:
+                asm.test_ri(dst, insn.imm, width)
+            else:
+                asm.test_rr(dst, self.value_of(insn.src, RCX), width)
+        elif spec.form is Form.COND_IMM:
+            asm.alu_ri(_CMP, dst, insn.imm, width)
+        else:
+            asm.alu_rr(_CMP, dst, self.value_of(insn.src, RCX), width)
+        asm.jcc(_JUMP_CONDITIONS[spec.op], self.block_labels[pc + 1 + insn.off])
+
+    def helper_call(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        """Call the Python helper callback with r1-r5 and the helper number in the context."""
+        asm = self.asm
+        if insn.spec.op is Op.CALLX:
+            asm.store_r(CTX, layout.HELPER_NUMBER, self.value_of(insn.dst, RCX))
+        else:
+            asm.store_i(CTX, layout.HELPER_NUMBER, insn.imm)
+        for index, reg in enumerate(CALLER_SAVED_EBPF):
+            asm.store_r(CTX, layout.HELPER_ARGS + 8 * index, reg)
+        asm.store_i(CTX, layout.TRAP_PC, pc)
+        # align the native stack to 16 bytes for the C ABI, remembering the old rsp
+        asm.mov_rr(RAX, RSP)
+        asm.alu_ri(_AND, RSP, -16)
+        asm.push(RAX)
+        asm.push(RAX)
+        asm.load(RAX, CTX, layout.CALLBACK)
+        asm.push(CTX)
+        asm.push(CTX)
+        asm.call_r(RAX)
+        asm.pop(CTX)
+        asm.pop(CTX)
+        asm.load(RSP, RSP, 0)
+        for index, reg in enumerate(CALLER_SAVED_EBPF):
+            asm.load(reg, CTX, layout.HELPER_ARGS + 8 * index)
+        asm.test_rr(RAX, RAX, 32)
+        asm.jcc(Cond.NE, self.stub(Status.CALLBACK, pc))
+        asm.load(REGISTER_MAP[0], CTX, layout.HELPER_RESULT)
+
+    def local_call(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        """A bpf-to-bpf call: depth check, shadow frame, a fresh stack frame, native call."""
+        asm = self.asm
+        stack_size = self.config.stack_size
+        stack_entry = layout.slot_entry(STACK_BASE >> layout.SLOT_SHIFT)
+        asm.load(RAX, CTX, layout.DEPTH)
+        asm.alu_ri(_CMP, RAX, self.config.max_call_depth - 1)
+        asm.jcc(Cond.AE, self.stub(TrapKind.CALL_DEPTH_EXCEEDED, pc))
+        asm.lea(RCX, RAX, 1)
+        asm.store_r(CTX, layout.DEPTH, RCX)
+        asm.imul_rri(RDX, RAX, layout.FRAME_SIZE)
+        asm.alu_rr(_ADD, RDX, CTX)
+        asm.store_i(RDX, layout.FRAMES, pc + 1)
+        for index, ebpf in enumerate((6, 7, 8, 9)):
+            asm.store_r(RDX, layout.FRAMES + 8 + 8 * index, REGISTER_MAP[ebpf])
+        asm.alu_ri(_SUB, FP, stack_size)
+        asm.alu_mi(_SUB, CTX, stack_entry + layout.LO_READ, stack_size)
+        asm.alu_mi(_SUB, CTX, stack_entry + layout.LO_WRITE, stack_size)
+        target = self.program.target_of(pc, insn)
+        assert target is not None
+        asm.call(self.function_labels[target])
+        asm.alu_ri(_ADD, FP, stack_size)
+        asm.alu_mi(_ADD, CTX, stack_entry + layout.LO_READ, stack_size)
+        asm.alu_mi(_ADD, CTX, stack_entry + layout.LO_WRITE, stack_size)
+        asm.load(RAX, CTX, layout.DEPTH)
+        asm.alu_ri(_SUB, RAX, 1)
+        asm.store_r(CTX, layout.DEPTH, RAX)
+        asm.imul_rri(RDX, RAX, layout.FRAME_SIZE)
+        asm.alu_rr(_ADD, RDX, CTX)
+        for index, ebpf in enumerate((6, 7, 8, 9)):
+            asm.load(REGISTER_MAP[ebpf], RDX, layout.FRAMES + 8 + 8 * index)
+
+    def exit(self, pc: int, insn: Instruction, in_main: bool) -> None:
+        if in_main:
+            self.asm.jmp(self.exit_ok)
+        else:
+            self.asm.ret()
+
+
+_Lowering = Callable[[_Compiler, int, Instruction, bool], None]
+
+_LOWERINGS: dict[Op, _Lowering] = {
+    **{
+        op: _Compiler.alu
+        for op in (
+            Op.ADD,
+            Op.SUB,
+            Op.MUL,
+            Op.DIV,
+            Op.SDIV,
+            Op.MOD,
+            Op.SMOD,
+            Op.OR,
+            Op.AND,
+            Op.XOR,
+            Op.LSH,
+            Op.RSH,
+            Op.ARSH,
+            Op.MOV,
+        )
+    },
+    Op.NEG: _Compiler.neg,
+    Op.MOVSX: _Compiler.movsx,
+    Op.LE: _Compiler.byte_order,
+    Op.BE: _Compiler.byte_order,
+    Op.BSWAP: _Compiler.byte_order,
+    Op.LDDW: _Compiler.lddw,
+    Op.LOAD: _Compiler.load,
+    Op.LOADSX: _Compiler.load,
+    Op.STORE: _Compiler.store,
+    **{
+        op: _Compiler.atomic
+        for op in (
+            Op.ATOMIC_ADD,
+            Op.ATOMIC_OR,
+            Op.ATOMIC_AND,
+            Op.ATOMIC_XOR,
+            Op.ATOMIC_XCHG,
+            Op.ATOMIC_CMPXCHG,
+        )
+    },
+    Op.LD_ABS: _Compiler.packet_load,
+    Op.LD_IND: _Compiler.packet_load,
+    Op.JA: _Compiler.jump,
+    **{op: _Compiler.conditional for op in _JUMP_CONDITIONS},
+    Op.CALL: _Compiler.helper_call,
+    Op.CALLX: _Compiler.helper_call,
+    Op.CALL_LOCAL: _Compiler.local_call,
+    Op.EXIT: _Compiler.exit,
+}
+"""How each operation becomes machine code."""
+
+LOWERED_OPS = frozenset(_LOWERINGS)
+
+
+def compile_program(program: Program, config: MachineConfig) -> NativeCode:
+    """Machine code for ``program`` under ``config``'s frame size and call depth."""
+    return _Compiler(program, config).compile()

@@ -1,0 +1,67 @@
+"""The run context shared by native code and Python: one flat block of 64-bit words.
+
+Native code keeps its address in r11 and reaches every field at a fixed offset.
+The region table has one 64-byte entry per 256 MiB slot of the VM address space
+(``address >> 28``), so translating an address is a shift, a table index and two
+compares.  Each entry holds the lowest readable and writable address, the last
+valid start address of a 1/2/4/8-byte access, and the host-minus-VM delta.
+"""
+
+from __future__ import annotations
+
+SLOT_SHIFT = 28
+SLOT_COUNT = 16
+ENTRY_SHIFT = 6
+ENTRY_SIZE = 1 << ENTRY_SHIFT
+
+# fields of a region table entry
+LO_READ = 0
+LO_WRITE = 8
+LAST: dict[int, int] = {1: 16, 2: 24, 4: 32, 8: 40}
+DELTA = 48
+
+NO_ACCESS = (1 << 64) - 1
+"""The lowest address of an unmapped (or, for writes, read-only) slot: nothing is above."""
+
+TABLE = 0
+REGS = TABLE + SLOT_COUNT * ENTRY_SIZE
+BUDGET_LEFT = REGS + 11 * 8
+DEPTH = BUDGET_LEFT + 8
+SAVED_RSP = DEPTH + 8
+TRAP_PC = SAVED_RSP + 8
+FAULT_ADDRESS = TRAP_PC + 8
+FAULT_INFO = FAULT_ADDRESS + 8
+"""Size of the faulting access in the low byte, 1 in bit 8 for a write."""
+STACK_DELTA = FAULT_INFO + 8
+"""Host address of the stack buffer minus its VM address: turns r10 into a host pointer."""
+PACKET_HOST = STACK_DELTA + 8
+PACKET_LENGTH = PACKET_HOST + 8
+HELPER_NUMBER = PACKET_LENGTH + 8
+HELPER_ARGS = HELPER_NUMBER + 8
+HELPER_RESULT = HELPER_ARGS + 5 * 8
+CALLBACK = HELPER_RESULT + 8
+RESUME_PC = CALLBACK + 8
+FRAMES = RESUME_PC + 8
+FRAME_SIZE = 40
+"""A shadow call frame: return pc, then r6-r9 of the caller."""
+
+
+def context_size(max_call_depth: int) -> int:
+    return FRAMES + FRAME_SIZE * max_call_depth
+
+
+def slot_entry(slot: int) -> int:
+    """Byte offset of a slot's table entry."""
+    return TABLE + (slot << ENTRY_SHIFT)
+
+
+class Status:
+    """Values native code returns; trap kinds use their :class:`~pybpf.errors.TrapKind`."""
+
+    OK = 0
+    OUT_OF_BUDGET = 100
+    """The next block would overrun the budget: the interpreter finishes exactly."""
+    PACKET_MISS = 101
+    """A legacy packet load missed the packet: the program ends with r0 = 0."""
+    CALLBACK = 102
+    """A helper raised or asked to stop; Python knows which."""

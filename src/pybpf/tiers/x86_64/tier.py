@@ -1,0 +1,234 @@
+"""The x86-64 tier: compiled programs entered through ctypes, with Python around the edges.
+
+Python fills the run context (region table, registers, budget), calls the native
+entry, and turns the status it returns into the same result or error the
+interpreter gives: memory traps are re-checked against the address space so the
+error is the interpreter's own, budget exhaustion hands the run to the
+interpreter at the block that would overrun, and helper exceptions are raised
+here, after the native frames have returned.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import threading
+
+from pybpf.errors import CallDepthExceededError, MemoryAccessError, TrapKind, VerifierError
+from pybpf.isa.semantics import MASK64
+from pybpf.program import Program
+from pybpf.runtime.helpers import invoke_helper
+from pybpf.runtime.machine import Frame, Machine, MachineConfig
+from pybpf.runtime.memory import STACK_BASE, MemoryRegion
+from pybpf.tiers.interp import REFUSED, CompiledInterpreter
+from pybpf.tiers.x86_64 import layout
+from pybpf.tiers.x86_64.compiler import NativeCode, compile_program
+from pybpf.tiers.x86_64.executable import ExecutableMemory, unavailable_reason
+from pybpf.tiers.x86_64.layout import Status
+
+_ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
+_CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64)
+
+_TABLE_ENTRY = struct.Struct("<7Q")
+"""lowest readable, lowest writable, last start of a 1/2/4/8-byte access, host delta."""
+_NO_ACCESS = struct.Struct("<2Q")
+_STATE = struct.Struct("<20Q")
+"""The words from REGS to PACKET_LENGTH: registers, meter, depth, trap data, stack, packet."""
+_HELPER_CALL = struct.Struct("<6Q")
+"""The helper number and its five arguments."""
+_FRAME = struct.Struct("<5Q")
+_WORD = struct.Struct("<Q")
+_STACK_LO = layout.slot_entry(STACK_BASE >> layout.SLOT_SHIFT) + layout.LO_READ
+
+
+class _Pinned:
+    """Host addresses of the run's buffers; the exports end when the run does."""
+
+    def __init__(self) -> None:
+        self.views: dict[int, ctypes.c_char] = {}
+
+    def address_of(self, region: MemoryRegion) -> int:
+        view = self.views.get(id(region))
+        if view is None:
+            buffer = region.buffer
+            if isinstance(buffer, memoryview) and buffer.readonly:
+                # read-only views cannot be pinned; a copy serves, since nothing writes it
+                region.buffer = buffer = bytearray(buffer)
+            if not len(buffer):
+                return 0
+            view = self.views[id(region)] = ctypes.c_char.from_buffer(buffer)
+        return ctypes.addressof(view)
+
+
+class CompiledNative:
+    """A program as machine code, plus the interpreter for hand-overs and fallbacks."""
+
+    def __init__(self, program: Program, config: MachineConfig) -> None:
+        for pc, insn in program:
+            if insn.spec.op in REFUSED:
+                raise VerifierError(
+                    f"{insn.spec.mnemonic} ({insn.spec.op.value}) {REFUSED[insn.spec.op]}", pc
+                )
+        self.program = program
+        self.config = config
+        self.native: NativeCode = compile_program(program, config)
+        self._code = ExecutableMemory(self.native.code)
+        self._entry = _ENTRY_TYPE(self._code.address + self.native.entry)
+        # the context is a bytearray pinned for the object's lifetime: struct writes it fast
+        self._context = bytearray(layout.context_size(config.max_call_depth))
+        self._context_pin = ctypes.c_char.from_buffer(self._context)
+        self._context_address = ctypes.addressof(self._context_pin)
+        self._callback = _CALLBACK_TYPE(self._on_helper)
+        callback_address = ctypes.cast(self._callback, ctypes.c_void_p).value or 0
+        _WORD.pack_into(self._context, layout.CALLBACK, callback_address)
+        self._mapped_slots: list[int] = list(range(layout.SLOT_COUNT))
+        self._interpreter = CompiledInterpreter(program)
+        self._machine: Machine | None = None
+        self._pending: BaseException | None = None
+        self._lock = threading.RLock()
+        self._running = False
+
+    # -- helper callback -----------------------------------------------------------
+
+    def _on_helper(self) -> int:
+        """Called from machine code; never lets an exception escape into it."""
+        context = self._context
+        machine = self._machine
+        try:
+            if machine is None:
+                raise RuntimeError("helper callback outside a run")
+            machine.stack.vm_start = _WORD.unpack_from(context, _STACK_LO)[0]
+            number, *args = _HELPER_CALL.unpack_from(context, layout.HELPER_NUMBER)
+            pc = _WORD.unpack_from(context, layout.TRAP_PC)[0]
+            result = invoke_helper(machine, number, pc, *args)
+            _WORD.pack_into(context, layout.HELPER_RESULT, result)
+            return 1 if machine.stop_value is not None else 0
+        except BaseException as exc:  # re-raised by run() once the native frames are gone
+            self._pending = exc
+            return 2
+
+    # -- running -------------------------------------------------------------------
+
+    def run(self, m: Machine) -> int:
+        with self._lock:
+            if self._running:  # a helper ran this program again: use the interpreter
+                return self._interpreter.run(m)
+            self._running = True
+            try:
+                return self._run(m)
+            finally:
+                self._running = False
+                self._machine = None
+                self._pending = None
+
+    def _run(self, m: Machine) -> int:
+        pinned = _Pinned()
+        try:
+            if not self._fill_context(m, pinned):
+                return self._interpreter.run(m)
+            self._machine = m
+            status = self._entry(self._context_address)
+        finally:
+            pinned.views.clear()
+        return self._finish(m, status)
+
+    def _fill_context(self, m: Machine, pinned: _Pinned) -> bool:
+        """Write the region table, registers and limits; False if the regions do not fit."""
+        context = self._context
+        for slot in self._mapped_slots:
+            _NO_ACCESS.pack_into(
+                context, layout.slot_entry(slot), layout.NO_ACCESS, layout.NO_ACCESS
+            )
+        self._mapped_slots = mapped = []
+        for region in m.memory.regions:
+            slot = region.base >> layout.SLOT_SHIFT
+            end = region.vm_end
+            if slot != (max(end, region.base + 1) - 1) >> layout.SLOT_SHIFT or slot in mapped:
+                return False
+            mapped.append(slot)
+            start = region.vm_start
+            _TABLE_ENTRY.pack_into(
+                context,
+                layout.slot_entry(slot),
+                start,
+                start if region.writable else layout.NO_ACCESS,
+                max(end - 1, 0),
+                max(end - 2, 0),
+                max(end - 4, 0),
+                max(end - 8, 0),
+                (pinned.address_of(region) - region.base) & MASK64,
+            )
+        stack, packet = m.stack, m.packet
+        _STATE.pack_into(
+            context,
+            layout.REGS,
+            *m.regs,
+            m.config.budget - m.instructions,
+            0,  # depth
+            0,  # saved rsp
+            0,  # trap pc
+            0,  # fault address
+            0,  # fault info
+            (pinned.address_of(stack) - stack.base) & MASK64,
+            0 if packet is None else pinned.address_of(packet),
+            0 if packet is None else len(packet),
+        )
+        return True
+
+    def _finish(self, m: Machine, status: int) -> int:
+        state = _STATE.unpack_from(self._context, layout.REGS)
+        regs = m.regs
+        regs[:] = state[:11]
+        left, depth, _rsp, pc, address, info = state[11:17]
+        executed = m.config.budget - left
+        m.instructions = executed
+        m.stack.vm_start = _WORD.unpack_from(self._context, _STACK_LO)[0]
+        if status == Status.OK:
+            return regs[0]
+        if status == Status.PACKET_MISS:
+            regs[0] = 0
+            return 0
+        if status == Status.CALLBACK:
+            pending = self._pending
+            if pending is not None:
+                raise pending
+            regs[0] = (m.stop_value or 0) & MASK64
+            return regs[0]
+        if status == Status.OUT_OF_BUDGET:
+            frames = []
+            for level in range(depth):
+                ret, *saved = _FRAME.unpack_from(
+                    self._context, layout.FRAMES + level * layout.FRAME_SIZE
+                )
+                frames.append(Frame(ret, (saved[0], saved[1], saved[2], saved[3])))
+            m.frames = frames
+            resume = _WORD.unpack_from(self._context, layout.RESUME_PC)[0]
+            return self._interpreter.run(m, start_pc=resume, start_count=executed)
+        if status == TrapKind.MEMORY_ACCESS:
+            size, write = info & 0xFF, bool(info & 0x100)
+            m.memory.translate(address, size, write, pc)  # raises the interpreter's error
+            raise MemoryAccessError(pc, address, size, write)
+        if status == TrapKind.CALL_DEPTH_EXCEEDED:
+            raise CallDepthExceededError(pc, m.config.max_call_depth)
+        raise RuntimeError(f"native code returned unknown status {status}")  # a pybpf bug
+
+
+class X86Tier:
+    """Native x86-64 code; available on x86-64 Linux hosts."""
+
+    name = "x86_64"
+
+    def unavailable_reason(self) -> str | None:
+        return _cached_reason()
+
+    def compile(self, program: Program, config: MachineConfig) -> CompiledNative:
+        return CompiledNative(program, config)
+
+
+_REASON: list[str | None] = []
+
+
+def _cached_reason() -> str | None:
+    if not _REASON:
+        _REASON.append(unavailable_reason())
+    return _REASON[0]
