@@ -163,7 +163,7 @@ def _split(view: memoryview, record_size: int | None, writable: bool) -> BatchIn
     flat = _flat(view, "a batch buffer")
     if writable and flat.readonly:
         flat = memoryview(bytearray(flat))
-    offsets = array("Q", (index * size for index in range(count)))
+    offsets = array("Q", range(0, count * size, size)) if size else array("Q", [0]) * count
     return BatchInput(_mode(flat, writable), offsets, array("Q", [size]) * count)
 
 

@@ -199,20 +199,14 @@ class VM:
 
     # -- running ---------------------------------------------------------------
 
-    def execute(
+    def make_machine(
         self,
         mem: BytesLike | None = None,
         *,
         mbuff: BytesLike | None = None,
         mem_writable: bool = True,
-        observer: Observer | None = None,
-    ) -> RunResult:
-        """Run once and report r0, the instruction count and trace output.
-
-        ``mem`` is mapped read-write unless ``mem_writable`` is false; a bytearray
-        (or writable buffer) is used in place, so stores show in it afterwards.
-        ``observer(pc, machine)`` is called before every instruction (interpreter only).
-        """
+    ) -> Machine:
+        """A machine ready to run: regions mapped, a zeroed stack, entry registers set."""
         regions = list(self._regions)
         packet = None
         entry = {1: 0}
@@ -229,6 +223,23 @@ class VM:
         )
         for register, value in entry.items():
             machine.regs[register] = value
+        return machine
+
+    def execute(
+        self,
+        mem: BytesLike | None = None,
+        *,
+        mbuff: BytesLike | None = None,
+        mem_writable: bool = True,
+        observer: Observer | None = None,
+    ) -> RunResult:
+        """Run once and report r0, the instruction count and trace output.
+
+        ``mem`` is mapped read-write unless ``mem_writable`` is false; a bytearray
+        (or writable buffer) is used in place, so stores show in it afterwards.
+        ``observer(pc, machine)`` is called before every instruction (interpreter only).
+        """
+        machine = self.make_machine(mem, mbuff=mbuff, mem_writable=mem_writable)
         if observer is None:
             r0 = self._compiled.run(machine)
         elif isinstance(self._compiled, CompiledInterpreter):

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pybpf.errors import TrapKind
 from pybpf.isa.instruction import Instruction
 from pybpf.isa.semantics import MASK64, WIDTH_MASK
-from pybpf.isa.table import Form, Op
+from pybpf.isa.table import FORM_FIELDS, Form, Op
 from pybpf.program import Program
 from pybpf.runtime.machine import MachineConfig
-from pybpf.runtime.memory import STACK_BASE
+from pybpf.runtime.memory import INPUT_BASE, STACK_BASE
 from pybpf.tiers.x86_64 import layout
 from pybpf.tiers.x86_64.encoder import AluOp, Assembler, Cond, Label, ShiftOp, UnaryOp
 from pybpf.tiers.x86_64.layout import Status
@@ -75,6 +75,9 @@ class NativeCode:
     offsets: dict[int, int]
     """eBPF pc -> offset of its first machine instruction."""
     entry: int
+    """Offset of ``status run(context)``: one run from the registers in the context."""
+    batch_entry: int
+    """Offset of ``status run_batch(context)``: the record loop (see :meth:`_Compiler.batch`)."""
     stubs: int = 0
 
 
@@ -153,6 +156,12 @@ class _Compiler:
         self.exit_ok = asm.label()
         entry_offset = asm.pos
         self.prologue()
+        self.load_registers()
+        asm.call(self.function_labels[0])
+        asm.jmp(self.exit_ok)
+        batch_offset = asm.pos
+        self.prologue()
+        self.batch()
         for entry, end in self.program.functions:
             asm.bind(self.function_labels[entry])
             blocks = self.program.basic_blocks(entry, end)
@@ -170,15 +179,89 @@ class _Compiler:
         asm.mov_ri(RAX, Status.OK, 32)
         asm.bind(save_exit)
         self.epilogue()
-        return NativeCode(asm.finish(), self.offsets, entry_offset, len(self.stubs))
+        code = asm.finish()
+        return NativeCode(code, self.offsets, entry_offset, batch_offset, len(self.stubs))
 
     def prologue(self) -> None:
+        """Save the C callee-saved registers and remember rsp for every exit path."""
         asm = self.asm
         for reg in CALLEE_SAVED:
             asm.push(reg)
         asm.alu_ri(_SUB, RSP, 8)  # 6 pushes + the return address: realign to 16
         asm.mov_rr(CTX, RDI)
         asm.store_r(CTX, layout.SAVED_RSP, RSP)
+
+    def batch(self) -> None:
+        """The record loop: map record ``i``, run the program, store r0, repeat.
+
+        Records are laid out as :class:`pybpf.batch.BatchInput` describes.  Any
+        non-OK status leaves the loop with ``BATCH_INDEX`` naming the record;
+        Python deals with it and re-enters for the rest.
+        """
+        asm = self.asm
+        done, loop = asm.label(), asm.label()
+        entry = layout.slot_entry(INPUT_BASE >> layout.SLOT_SHIFT)
+        asm.bind(loop)
+        asm.load(RAX, CTX, layout.BATCH_INDEX)
+        asm.alu_rm(_CMP, RAX, CTX, layout.BATCH_COUNT)
+        asm.jcc(Cond.AE, done)
+        r1, r2 = REGISTER_MAP[1], REGISTER_MAP[2]
+        asm.load(RCX, CTX, layout.BATCH_LENGTHS)
+        asm.load(r2, RCX, 0, index=RAX, scale=8)
+        asm.load(RCX, CTX, layout.BATCH_OFFSETS)
+        asm.load(RDX, RCX, 0, index=RAX, scale=8)
+        asm.alu_rm(_ADD, RDX, CTX, layout.BATCH_HOST)
+        asm.store_r(CTX, layout.PACKET_HOST, RDX)
+        asm.store_r(CTX, layout.PACKET_LENGTH, r2)
+        for size, field_offset in layout.LAST.items():
+            asm.lea(RAX, r2, INPUT_BASE - size)
+            asm.store_r(CTX, entry + field_offset, RAX)
+        asm.alu_ri(_SUB, RDX, INPUT_BASE)
+        asm.store_r(CTX, entry + layout.DELTA, RDX)
+        for ebpf, reg in enumerate(REGISTER_MAP):
+            if ebpf not in (1, 2):
+                asm.zero(reg)
+        asm.mov_ri(r1, INPUT_BASE)
+        asm.load(FP, CTX, layout.STACK_TOP_HOST)
+        asm.load(RAX, CTX, layout.BATCH_BUDGET)
+        asm.store_r(CTX, layout.BUDGET_LEFT, RAX)
+        asm.store_i(CTX, layout.DEPTH, 0)
+        self.zero_stack()
+        asm.call(self.function_labels[0])
+        asm.load(RAX, CTX, layout.BATCH_INDEX)
+        asm.load(RCX, CTX, layout.BATCH_OUT)
+        asm.store_r(RCX, 0, REGISTER_MAP[0], index=RAX, scale=8)
+        asm.alu_ri(_ADD, RAX, 1)
+        asm.store_r(CTX, layout.BATCH_INDEX, RAX)
+        asm.jmp(loop)
+        asm.bind(done)
+        asm.jmp(self.exit_ok)
+
+    def zero_stack(self) -> None:
+        """Give the record a zeroed stack, as a separate run would have.
+
+        Only the bytes the program can reach need it: when every stack access is a
+        constant offset from r10 in the main frame, those bytes; otherwise all of it.
+        """
+        asm = self.asm
+        footprint = stack_footprint(self.program, self.config.stack_size)
+        if footprint is not None:
+            low, high = footprint
+            for offset in range(low & ~7, high, 8):
+                asm.store_i(FP, offset, 0)
+            return
+        loop = asm.label()
+        asm.load(RAX, CTX, layout.STACK_HOST)
+        asm.mov_ri(RCX, self.config.stack_size * self.config.max_call_depth // 8)
+        asm.bind(loop)
+        asm.store_i(RAX, 0, 0)
+        asm.alu_ri(_ADD, RAX, 8)
+        asm.alu_ri(_SUB, RCX, 1)
+        asm.jcc(Cond.NE, loop)
+
+    def load_registers(self) -> None:
+        """Take the eBPF registers from the context (r10 as a host pointer)."""
+        asm = self.asm
         for ebpf, reg in enumerate(REGISTER_MAP):
             asm.load(reg, CTX, layout.REGS + 8 * ebpf)
         asm.load(FP, CTX, layout.REGS + 80)
@@ -531,10 +614,8 @@ class _Compiler:
             asm.load(REGISTER_MAP[ebpf], RDX, layout.FRAMES + 8 + 8 * index)
 
     def exit(self, pc: int, insn: Instruction, in_main: bool) -> None:
-        if in_main:
-            self.asm.jmp(self.exit_ok)
-        else:
-            self.asm.ret()
+        # every function, the main one included, is entered by a native call
+        self.asm.ret()
 
 
 _Lowering = Callable[[_Compiler, int, Instruction, bool], None]
@@ -591,6 +672,37 @@ _LOWERINGS: dict[Op, _Lowering] = {
 """How each operation becomes machine code."""
 
 LOWERED_OPS = frozenset(_LOWERINGS)
+
+
+def stack_footprint(program: Program, frame_size: int) -> tuple[int, int] | None:
+    """Offsets from r10 of the stack bytes the program can touch, or None for "any".
+
+    Known only when there are no local calls and r10 appears solely as the base of
+    loads and stores with constant offsets inside the frame; any other use lets a
+    stack pointer escape (into a register, a helper, memory).
+    """
+    if len(program.functions) > 1:
+        return None
+    touched: tuple[int, int] | None = None
+    for _pc, insn in program:
+        form = insn.spec.form
+        if (form is Form.LOAD and insn.src == 10) or (form in _STORE_FORMS and insn.dst == 10):
+            low, high = insn.off, insn.off + insn.spec.size
+            if not -frame_size <= low and high <= 0:
+                return None
+            if touched is not None:
+                low, high = min(low, touched[0]), max(high, touched[1])
+            touched = (low, high)
+            continue
+        if any(getattr(insn, name) == 10 for name in _REGISTER_FIELDS[form]):
+            return None
+    return touched or (0, 0)
+
+
+_STORE_FORMS = (Form.STORE_IMM, Form.STORE_REG)
+_REGISTER_FIELDS: dict[Form, tuple[str, ...]] = {
+    form: tuple(name for name in ("dst", "src") if name in FORM_FIELDS[form]) for form in Form
+}
 
 
 def compile_program(program: Program, config: MachineConfig) -> NativeCode:

@@ -41,7 +41,20 @@ HELPER_ARGS = HELPER_NUMBER + 8
 HELPER_RESULT = HELPER_ARGS + 5 * 8
 CALLBACK = HELPER_RESULT + 8
 RESUME_PC = CALLBACK + 8
-FRAMES = RESUME_PC + 8
+# batches: records back to back in one buffer, offsets and lengths as u64 arrays
+BATCH_HOST = RESUME_PC + 8
+BATCH_OFFSETS = BATCH_HOST + 8
+BATCH_LENGTHS = BATCH_OFFSETS + 8
+BATCH_OUT = BATCH_LENGTHS + 8
+BATCH_COUNT = BATCH_OUT + 8
+BATCH_INDEX = BATCH_COUNT + 8
+"""The record being run; after a non-OK status, the record that stopped the loop."""
+BATCH_BUDGET = BATCH_INDEX + 8
+STACK_TOP_HOST = BATCH_BUDGET + 8
+"""Host address of the top of the stack: r10 of the main frame."""
+STACK_HOST = STACK_TOP_HOST + 8
+"""Host address of the bottom of the whole stack area."""
+FRAMES = STACK_HOST + 8
 FRAME_SIZE = 40
 """A shadow call frame: return pc, then r6-r9 of the caller."""
 

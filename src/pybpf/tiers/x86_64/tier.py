@@ -13,18 +13,30 @@ from __future__ import annotations
 import ctypes
 import struct
 import threading
+from array import array
+from typing import TYPE_CHECKING
 
-from pybpf.errors import CallDepthExceededError, MemoryAccessError, TrapKind, VerifierError
+from pybpf.batch import BatchInput, tag_record
+from pybpf.errors import (
+    BpfError,
+    CallDepthExceededError,
+    MemoryAccessError,
+    TrapKind,
+    VerifierError,
+)
 from pybpf.isa.semantics import MASK64
 from pybpf.program import Program
 from pybpf.runtime.helpers import invoke_helper
 from pybpf.runtime.machine import Frame, Machine, MachineConfig
-from pybpf.runtime.memory import STACK_BASE, MemoryRegion
+from pybpf.runtime.memory import INPUT_BASE, STACK_BASE, MemoryRegion
 from pybpf.tiers.interp import REFUSED, CompiledInterpreter
 from pybpf.tiers.x86_64 import layout
 from pybpf.tiers.x86_64.compiler import NativeCode, compile_program
 from pybpf.tiers.x86_64.executable import ExecutableMemory, unavailable_reason
 from pybpf.tiers.x86_64.layout import Status
+
+if TYPE_CHECKING:
+    from pybpf.vm import VM
 
 _ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
 _CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64)
@@ -37,6 +49,9 @@ _STATE = struct.Struct("<20Q")
 _HELPER_CALL = struct.Struct("<6Q")
 """The helper number and its five arguments."""
 _FRAME = struct.Struct("<5Q")
+_BATCH = struct.Struct("<9Q")
+"""BATCH_HOST to STACK_HOST: records, offsets, lengths, results, count, index, budget,
+stack top and bottom."""
 _WORD = struct.Struct("<Q")
 _STACK_LO = layout.slot_entry(STACK_BASE >> layout.SLOT_SHIFT) + layout.LO_READ
 
@@ -74,6 +89,7 @@ class CompiledNative:
         self.native: NativeCode = compile_program(program, config)
         self._code = ExecutableMemory(self.native.code)
         self._entry = _ENTRY_TYPE(self._code.address + self.native.entry)
+        self._batch_entry = _ENTRY_TYPE(self._code.address + self.native.batch_entry)
         # the context is a bytearray pinned for the object's lifetime: struct writes it fast
         self._context = bytearray(layout.context_size(config.max_call_depth))
         self._context_pin = ctypes.c_char.from_buffer(self._context)
@@ -84,6 +100,7 @@ class CompiledNative:
         self._mapped_slots: list[int] = list(range(layout.SLOT_COUNT))
         self._interpreter = CompiledInterpreter(program)
         self._machine: Machine | None = None
+        self._batch: BatchInput | None = None
         self._pending: BaseException | None = None
         self._lock = threading.RLock()
         self._running = False
@@ -98,6 +115,8 @@ class CompiledNative:
             if machine is None:
                 raise RuntimeError("helper callback outside a run")
             machine.stack.vm_start = _WORD.unpack_from(context, _STACK_LO)[0]
+            if self._batch is not None:
+                self._show_record(machine, _WORD.unpack_from(context, layout.BATCH_INDEX)[0])
             number, *args = _HELPER_CALL.unpack_from(context, layout.HELPER_NUMBER)
             pc = _WORD.unpack_from(context, layout.TRAP_PC)[0]
             result = invoke_helper(machine, number, pc, *args)
@@ -174,6 +193,98 @@ class CompiledNative:
             0 if packet is None else len(packet),
         )
         return True
+
+    # -- batches -------------------------------------------------------------------
+
+    def run_batch(self, vm: VM, batch: BatchInput, out: array[int]) -> None:
+        """Run every record in one native loop; Python steps in only for exceptions.
+
+        A record that traps, runs out of budget or needs a Python decision leaves the
+        loop; it is finished here exactly as a single run would be (the interpreter
+        takes over budget overruns), and the loop resumes with the next record.
+        """
+        if not len(batch):
+            return
+        with self._lock:
+            if self._running:
+                raise BpfError("a helper cannot start a batch of the program it runs in")
+            self._running = True
+            try:
+                self._run_batch(vm, batch, out)
+            finally:
+                self._running = False
+                self._machine = None
+                self._batch = None
+                self._pending = None
+
+    def _run_batch(self, vm: VM, batch: BatchInput, out: array[int]) -> None:
+        m = vm.make_machine(batch.record(0), mem_writable=batch.writable)
+        records = MemoryRegion("batch", INPUT_BASE, batch.buffer, batch.writable)
+        pinned = _Pinned()
+        try:
+            if not self._fill_context(m, pinned):
+                self._run_records_one_by_one(vm, batch, out, 0)
+                return
+            stack = m.stack
+            stack_host = pinned.address_of(stack)
+            _BATCH.pack_into(
+                self._context,
+                layout.BATCH_HOST,
+                pinned.address_of(records),
+                batch.offsets.buffer_info()[0],
+                batch.lengths.buffer_info()[0],
+                out.buffer_info()[0],
+                len(batch),
+                0,
+                m.config.budget,
+                stack_host + len(stack),
+                stack_host,
+            )
+            self._machine, self._batch = m, batch
+            while True:
+                status = self._batch_entry(self._context_address)
+                index = _WORD.unpack_from(self._context, layout.BATCH_INDEX)[0]
+                if status == Status.OK:
+                    return
+                self._show_record(m, index)
+                try:
+                    out[index] = self._finish(m, status)
+                except Exception as exc:
+                    tag_record(exc, index)
+                    raise
+                # the next record starts from a clean machine, as a new run would
+                self._reset_machine(m, pinned)
+                _WORD.pack_into(self._context, layout.BATCH_INDEX, index + 1)
+        finally:
+            pinned.views.clear()
+
+    def _run_records_one_by_one(
+        self, vm: VM, batch: BatchInput, out: array[int], start: int
+    ) -> None:
+        for index in range(start, len(batch)):
+            try:
+                out[index] = self._interpreter.run(
+                    vm.make_machine(batch.record(index), mem_writable=batch.writable)
+                )
+            except Exception as exc:
+                tag_record(exc, index)
+                raise
+
+    def _show_record(self, m: Machine, index: int) -> None:
+        """Point the machine's input region at batch record ``index`` (for Python code)."""
+        batch = self._batch
+        packet = m.packet
+        if batch is None or packet is None:
+            return
+        packet.buffer = batch.record(index)
+
+    def _reset_machine(self, m: Machine, pinned: _Pinned) -> None:
+        m.frames.clear()
+        m.stop_value = None
+        m.instructions = 0
+        m.stack.vm_start = m.stack.vm_end - m.config.stack_size
+        _NO_ACCESS.pack_into(self._context, _STACK_LO, m.stack.vm_start, m.stack.vm_start)
+        _WORD.pack_into(self._context, layout.DEPTH, 0)
 
     def _finish(self, m: Machine, status: int) -> int:
         state = _STATE.unpack_from(self._context, layout.REGS)
