@@ -22,7 +22,7 @@ from pybpf.runtime.machine import DEFAULT_BUDGET, Machine
 from pybpf.tiers import TIER_ALIASES, TIER_NAMES
 from pybpf.vm import VM
 
-TIER_CHOICES = (*TIER_NAMES, *TIER_ALIASES)
+TIER_CHOICES = (*TIER_NAMES, *TIER_ALIASES, "auto")
 
 
 class UsageError(Exception):
@@ -76,8 +76,12 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     from pybpf.asm import disassemble
 
     program = _load(args)
-    sys.stdout.write(disassemble(program, syntax=args.syntax, labels=args.labels))
-    if program.instructions:
+    if args.tier:
+        text = VM(program, tier=args.tier).listing()
+    else:
+        text = disassemble(program, syntax=args.syntax, labels=args.labels)
+    sys.stdout.write(text)
+    if text and not text.endswith("\n"):
         sys.stdout.write("\n")
     return 0
 
@@ -135,8 +139,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_conformance_plugin(args: argparse.Namespace) -> int:
     """bpf_conformance plugin: program hex on stdin, memory hex in argv, r0 hex on stdout."""
-    # --jit and --interpret are accepted for the runner's sake; --tier chooses
-    tier = args.tier or "interp"
+    # the runner's own switches: --jit is the x86-64 tier, --interpret the interpreter
+    tier = args.tier or ("x86_64" if args.jit else "interp")
     try:
         program = Program.from_bytes(parse_hex(sys.stdin.read(), "program"))
         memory = parse_hex(args.memory, "memory") if args.memory else b""
@@ -176,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--syntax", choices=("asm", "pseudo-c"), default="asm", help="output syntax"
     )
     disasm.add_argument("--labels", action="store_true", help="name jump targets with labels")
+    disasm.add_argument(
+        "--tier",
+        choices=TIER_CHOICES,
+        help="show what this tier generates (Python source, machine code) instead",
+    )
     disasm.set_defaults(handler=cmd_disasm)
 
     verify = sub.add_parser("verify", help="run the load-time checks on a program")
@@ -201,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         "conformance-plugin", help="bpf_conformance plugin: program hex on stdin, r0 on stdout"
     )
     plugin.add_argument("memory", nargs="?", default="", help="input memory as hex bytes")
-    plugin.add_argument("--jit", action="store_true", help="accepted for compatibility")
-    plugin.add_argument("--interpret", action="store_true", help="accepted for compatibility")
+    plugin.add_argument("--jit", action="store_true", help="run on the x86-64 tier")
+    plugin.add_argument("--interpret", action="store_true", help="run on the interpreter")
     plugin.add_argument("--tier", choices=TIER_CHOICES, help="execution tier")
     plugin.set_defaults(handler=cmd_conformance_plugin)
     return parser

@@ -128,6 +128,10 @@ class VM:
     def tier(self) -> str:
         return self._tier.name
 
+    def listing(self) -> str:
+        """What the tier generated for the program (``pybpf disasm --tier``)."""
+        return self._compiled.listing()
+
     def set_program(self, program: Program | BytesLike) -> None:
         """Replace the program; it is checked and compiled before it replaces the old one."""
         if not isinstance(program, Program):

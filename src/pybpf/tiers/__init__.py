@@ -17,6 +17,10 @@ from pybpf.runtime.machine import Machine, MachineConfig
 class CompiledProgram(Protocol):
     def run(self, machine: Machine) -> int: ...
 
+    def listing(self) -> str:
+        """What the tier generated, for people: source, machine code, or the program."""
+        ...
+
 
 class Tier(Protocol):
     name: str
@@ -53,17 +57,28 @@ _TIER_FACTORIES = {
 }
 """Tier name to a factory; a factory may import heavy or native modules lazily."""
 
-TIER_ALIASES = {"interpreter": "interp", "auto": "pycode"}
+TIER_ALIASES = {"interpreter": "interp", "jit": "x86_64"}
+
+AUTO_ORDER = ("x86_64", "pycode", "interp")
+"""What ``tier="auto"`` picks: the fastest tier that can run here."""
 
 TIER_NAMES = tuple(_TIER_FACTORIES)
 
 
 def get_tier(name: str) -> Tier:
-    """The tier called ``name``; raises :class:`TierUnavailableError` if it cannot run."""
+    """The tier called ``name``; raises :class:`TierUnavailableError` if it cannot run.
+
+    ``"auto"`` is the first of :data:`AUTO_ORDER` that can run here.
+    """
+    if name == "auto":
+        for candidate in AUTO_ORDER:
+            tier = _TIER_FACTORIES[candidate]()
+            if tier.unavailable_reason() is None:
+                return tier
     canonical = TIER_ALIASES.get(name, name)
     factory = _TIER_FACTORIES.get(canonical)
     if factory is None:
-        known = ", ".join((*TIER_NAMES, *TIER_ALIASES))
+        known = ", ".join((*TIER_NAMES, *TIER_ALIASES, "auto"))
         raise TierUnavailableError(f"unknown tier {name!r} (known: {known})")
     tier = factory()
     reason = tier.unavailable_reason()

@@ -322,6 +322,12 @@ class CompiledInterpreter:
         self.program = program
         self.steps = steps
 
+    def listing(self) -> str:
+        """What this tier runs: the instructions themselves."""
+        from pybpf.asm import disassemble
+
+        return disassemble(self.program)
+
     def run(
         self,
         m: Machine,

@@ -429,6 +429,10 @@ class CompiledPython:
         self._main: Callable[..., tuple[int, ...]] = namespace["f0"]
         self._interpreter = CompiledInterpreter(program)
 
+    def listing(self) -> str:
+        """The generated Python source."""
+        return self.source
+
     def run(self, m: Machine) -> int:
         regs = m.regs
         try:

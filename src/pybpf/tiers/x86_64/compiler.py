@@ -79,6 +79,8 @@ class NativeCode:
     batch_entry: int
     """Offset of ``status run_batch(context)``: the record loop (see :meth:`_Compiler.batch`)."""
     stubs: int = 0
+    stubs_offset: int = 0
+    """Where the out-of-line trap stubs begin (after the last instruction's code)."""
 
 
 @dataclass
@@ -169,18 +171,22 @@ class _Compiler:
                 self.block_labels[start] = asm.label()
             for start, block in blocks:
                 asm.bind(self.block_labels[start])
+                self.offsets[start] = asm.pos  # the block's meter charge shows with its first
                 self.charge(len(block), start)
                 for pc, insn in block:
-                    self.offsets[pc] = asm.pos
+                    self.offsets.setdefault(pc, asm.pos)
                     self.instruction(pc, insn, entry == 0)
                 # blocks are laid out in program order: falling through needs no code
+        stubs_offset = asm.pos
         self.emit_stubs(save_exit)
         asm.bind(self.exit_ok)
         asm.mov_ri(RAX, Status.OK, 32)
         asm.bind(save_exit)
         self.epilogue()
         code = asm.finish()
-        return NativeCode(code, self.offsets, entry_offset, batch_offset, len(self.stubs))
+        return NativeCode(
+            code, self.offsets, entry_offset, batch_offset, len(self.stubs), stubs_offset
+        )
 
     def prologue(self) -> None:
         """Save the C callee-saved registers and remember rsp for every exit path."""

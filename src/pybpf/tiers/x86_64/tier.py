@@ -105,6 +105,12 @@ class CompiledNative:
         self._lock = threading.RLock()
         self._running = False
 
+    def listing(self) -> str:
+        """The machine code, interleaved with the eBPF instructions it implements."""
+        from pybpf.tiers.x86_64.listing import native_listing
+
+        return native_listing(self.program, self.native, self._code.address)
+
     # -- helper callback -----------------------------------------------------------
 
     def _on_helper(self) -> int:

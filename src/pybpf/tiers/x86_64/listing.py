@@ -1,0 +1,61 @@
+"""A readable listing of generated machine code, interleaved with its eBPF source.
+
+Machine instructions are decoded with capstone when it is installed (``pip install
+pybpf[test]`` brings it); without it each eBPF instruction shows its bytes in hex.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from pybpf.program import Program
+from pybpf.tiers.x86_64.compiler import NativeCode
+
+
+def _decoder() -> Callable[[bytes, int], Iterator[str]] | None:
+    try:
+        import capstone
+    except ImportError:
+        return None
+    engine = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+    def decode(code: bytes, address: int) -> Iterator[str]:
+        for insn in engine.disasm(code, address):
+            yield f"{insn.address:#014x}  {insn.mnemonic} {insn.op_str}".rstrip()
+
+    return decode
+
+
+def _hex_lines(code: bytes, address: int) -> Iterator[str]:
+    for start in range(0, len(code), 16):
+        yield f"{address + start:#014x}  {code[start : start + 16].hex(' ')}"
+
+
+def native_listing(program: Program, native: NativeCode, base: int) -> str:
+    """eBPF instructions, each followed by the machine code that implements it."""
+    from pybpf.asm import format_instruction
+
+    decode = _decoder() or _hex_lines
+    starts = sorted(native.offsets.items(), key=lambda item: item[1])
+    lines = [f"; {len(native.code)} bytes of x86-64 at {base:#x}; entry +{native.entry:#x}"]
+    if starts:
+        lines.append("; prologue and record loop")
+        lines.extend("    " + line for line in decode(native.code[: starts[0][1]], base))
+    ends = [offset for _pc, offset in starts[1:]]
+    stubs_start = len(native.code)
+    for (pc, offset), end in zip(starts, [*ends, None], strict=True):
+        insn = program.by_pc[pc]
+        if insn is None:
+            continue
+        lines.append(f"{pc:5d}: {format_instruction(insn, pc)}")
+        stop = end if end is not None else _end_of_last(native, offset)
+        stubs_start = stop if end is None else stubs_start
+        lines.extend("    " + line for line in decode(native.code[offset:stop], base + offset))
+    lines.append(f"; {native.stubs} trap stubs and the exit path")
+    lines.extend("    " + line for line in decode(native.code[stubs_start:], base + stubs_start))
+    return "\n".join(lines)
+
+
+def _end_of_last(native: NativeCode, offset: int) -> int:
+    """Where the last instruction's code ends: at the first stub (a jump never follows)."""
+    return native.stubs_offset if native.stubs_offset > offset else len(native.code)
