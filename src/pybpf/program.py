@@ -140,10 +140,14 @@ class Program:
                 target = self.target_of(pc, insn)
                 if target is not None and insn.spec.op is not Op.CALL_LOCAL:
                     leaders.add(target)
-        blocks: list[Block] = []
+        starts: list[int] = []
+        bodies: list[list[tuple[int, Instruction]]] = []
         for pc, insn in members:
             if pc in leaders:
-                blocks.append((pc, ()))
-            start, body = blocks[-1]
-            blocks[-1] = (start, (*body, (pc, insn)))
+                starts.append(pc)
+                bodies.append([])
+            bodies[-1].append((pc, insn))
+        blocks: list[Block] = [
+            (start, tuple(body)) for start, body in zip(starts, bodies, strict=True)
+        ]
         return blocks

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pybpf.errors import CallDepthExceededError, VerifierError
@@ -427,7 +428,11 @@ class CompiledPython:
         code = compile(self.source, f"<pybpf pycode {program.name or 'program'}>", "exec")
         exec(code, namespace)
         self._main: Callable[..., tuple[int, ...]] = namespace["f0"]
-        self._interpreter = CompiledInterpreter(program)
+
+    @cached_property
+    def _reference(self) -> CompiledInterpreter:
+        """The reference tier, built on first need: budget hand-overs and fallbacks."""
+        return CompiledInterpreter(self.program)
 
     def listing(self) -> str:
         """The generated Python source."""
@@ -441,7 +446,7 @@ class CompiledPython:
             regs[:] = deopt.regs
             m.frames = list(reversed(deopt.frames))
             m.stack.vm_start = regs[10] - m.config.stack_size
-            return self._interpreter.run(m, start_pc=deopt.pc, start_count=deopt.count)
+            return self._reference.run(m, start_pc=deopt.pc, start_count=deopt.count)
         except _Stop as stop:
             regs[0] = stop.r0 & MASK64
             m.instructions = stop.count

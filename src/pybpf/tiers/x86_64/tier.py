@@ -14,6 +14,7 @@ import ctypes
 import struct
 import threading
 from array import array
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from pybpf.batch import BatchInput, tag_record
@@ -98,12 +99,16 @@ class CompiledNative:
         callback_address = ctypes.cast(self._callback, ctypes.c_void_p).value or 0
         _WORD.pack_into(self._context, layout.CALLBACK, callback_address)
         self._mapped_slots: list[int] = list(range(layout.SLOT_COUNT))
-        self._interpreter = CompiledInterpreter(program)
         self._machine: Machine | None = None
         self._batch: BatchInput | None = None
         self._pending: BaseException | None = None
         self._lock = threading.RLock()
         self._running = False
+
+    @cached_property
+    def _reference(self) -> CompiledInterpreter:
+        """The reference tier, built on first need: budget hand-overs and fallbacks."""
+        return CompiledInterpreter(self.program)
 
     def listing(self) -> str:
         """The machine code, interleaved with the eBPF instructions it implements."""
@@ -137,7 +142,7 @@ class CompiledNative:
     def run(self, m: Machine) -> int:
         with self._lock:
             if self._running:  # a helper ran this program again: use the interpreter
-                return self._interpreter.run(m)
+                return self._reference.run(m)
             self._running = True
             try:
                 return self._run(m)
@@ -150,7 +155,7 @@ class CompiledNative:
         pinned = _Pinned()
         try:
             if not self._fill_context(m, pinned):
-                return self._interpreter.run(m)
+                return self._reference.run(m)
             self._machine = m
             status = self._entry(self._context_address)
         finally:
@@ -269,7 +274,7 @@ class CompiledNative:
     ) -> None:
         for index in range(start, len(batch)):
             try:
-                out[index] = self._interpreter.run(
+                out[index] = self._reference.run(
                     vm.make_machine(batch.record(index), mem_writable=batch.writable)
                 )
             except Exception as exc:
@@ -320,7 +325,7 @@ class CompiledNative:
                 frames.append(Frame(ret, (saved[0], saved[1], saved[2], saved[3])))
             m.frames = frames
             resume = _WORD.unpack_from(self._context, layout.RESUME_PC)[0]
-            return self._interpreter.run(m, start_pc=resume, start_count=executed)
+            return self._reference.run(m, start_pc=resume, start_count=executed)
         if status == TrapKind.MEMORY_ACCESS:
             size, write = info & 0xFF, bool(info & 0x100)
             m.memory.translate(address, size, write, pc)  # raises the interpreter's error
