@@ -131,13 +131,12 @@ class _Compiler:
         asm.shift_ri(ShiftOp.SHR, RDX, layout.SLOT_SHIFT)
         asm.alu_ri(_CMP, RDX, layout.SLOT_COUNT - 1)
         asm.jcc(Cond.A, fault)
-        asm.shift_ri(ShiftOp.SHL, RDX, layout.ENTRY_SHIFT)
-        asm.alu_rr(_ADD, RDX, CTX)
-        asm.alu_rm(_CMP, RAX, RDX, layout.LO_WRITE if write else layout.LO_READ)
+        lowest = layout.LO_WRITE if write else layout.LO_READ
+        asm.alu_rm(_CMP, RAX, CTX, layout.TABLE + lowest, index=RDX, scale=8)
         asm.jcc(Cond.B, fault)
-        asm.alu_rm(_CMP, RAX, RDX, layout.LAST[size])
+        asm.alu_rm(_CMP, RAX, CTX, layout.TABLE + layout.LAST[size], index=RDX, scale=8)
         asm.jcc(Cond.A, fault)
-        asm.alu_rm(_ADD, RAX, RDX, layout.DELTA)
+        asm.alu_rm(_ADD, RAX, CTX, layout.TABLE + layout.DELTA, index=RDX, scale=8)
 
     def in_frame(self, base: int, off: int, size: int) -> bool:
         """A constant offset from r10 inside the current frame: the access cannot miss."""
@@ -206,7 +205,7 @@ class _Compiler:
         """
         asm = self.asm
         done, loop = asm.label(), asm.label()
-        entry = layout.slot_entry(INPUT_BASE >> layout.SLOT_SHIFT)
+        input_slot = INPUT_BASE >> layout.SLOT_SHIFT
         asm.bind(loop)
         asm.load(RAX, CTX, layout.BATCH_INDEX)
         asm.alu_rm(_CMP, RAX, CTX, layout.BATCH_COUNT)
@@ -219,11 +218,11 @@ class _Compiler:
         asm.alu_rm(_ADD, RDX, CTX, layout.BATCH_HOST)
         asm.store_r(CTX, layout.PACKET_HOST, RDX)
         asm.store_r(CTX, layout.PACKET_LENGTH, r2)
-        for size, field_offset in layout.LAST.items():
+        for size, last in layout.LAST.items():
             asm.lea(RAX, r2, INPUT_BASE - size)
-            asm.store_r(CTX, entry + field_offset, RAX)
+            asm.store_r(CTX, layout.table_field(last, input_slot), RAX)
         asm.alu_ri(_SUB, RDX, INPUT_BASE)
-        asm.store_r(CTX, entry + layout.DELTA, RDX)
+        asm.store_r(CTX, layout.table_field(layout.DELTA, input_slot), RDX)
         for ebpf, reg in enumerate(REGISTER_MAP):
             if ebpf not in (1, 2):
                 asm.zero(reg)
@@ -591,7 +590,8 @@ class _Compiler:
         """A bpf-to-bpf call: depth check, shadow frame, a fresh stack frame, native call."""
         asm = self.asm
         stack_size = self.config.stack_size
-        stack_entry = layout.slot_entry(STACK_BASE >> layout.SLOT_SHIFT)
+        stack_slot = STACK_BASE >> layout.SLOT_SHIFT
+        lowest = [layout.table_field(f, stack_slot) for f in (layout.LO_READ, layout.LO_WRITE)]
         asm.load(RAX, CTX, layout.DEPTH)
         asm.alu_ri(_CMP, RAX, self.config.max_call_depth - 1)
         asm.jcc(Cond.AE, self.stub(TrapKind.CALL_DEPTH_EXCEEDED, pc))
@@ -603,14 +603,14 @@ class _Compiler:
         for index, ebpf in enumerate((6, 7, 8, 9)):
             asm.store_r(RDX, layout.FRAMES + 8 + 8 * index, REGISTER_MAP[ebpf])
         asm.alu_ri(_SUB, FP, stack_size)
-        asm.alu_mi(_SUB, CTX, stack_entry + layout.LO_READ, stack_size)
-        asm.alu_mi(_SUB, CTX, stack_entry + layout.LO_WRITE, stack_size)
+        for bound in lowest:
+            asm.alu_mi(_SUB, CTX, bound, stack_size)
         target = self.program.target_of(pc, insn)
         assert target is not None
         asm.call(self.function_labels[target])
         asm.alu_ri(_ADD, FP, stack_size)
-        asm.alu_mi(_ADD, CTX, stack_entry + layout.LO_READ, stack_size)
-        asm.alu_mi(_ADD, CTX, stack_entry + layout.LO_WRITE, stack_size)
+        for bound in lowest:
+            asm.alu_mi(_ADD, CTX, bound, stack_size)
         asm.load(RAX, CTX, layout.DEPTH)
         asm.alu_ri(_SUB, RAX, 1)
         asm.store_r(CTX, layout.DEPTH, RAX)

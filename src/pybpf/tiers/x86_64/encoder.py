@@ -940,12 +940,22 @@ class Assembler:
             raise EncodingError(f"lock_alu: {op!r} cannot be locked (lockable: {tuple(forms)})")
         self._mem(heads, src, base, disp, index, scale)
 
-    def alu_rm(self, op: AluOp, dst: int, base: int, disp: int = 0, size: int = 64) -> None:
-        """``[REX.W] 03|0B|13|1B|23|2B|33|3B /r`` OP r, m: ``dst = dst OP [base + disp]``."""
+    def alu_rm(
+        self,
+        op: AluOp,
+        dst: int,
+        base: int,
+        disp: int = 0,
+        size: int = 64,
+        index: int | None = None,
+        scale: int = 1,
+    ) -> None:
+        """``[REX.W] 03|0B|13|1B|23|2B|33|3B /r`` OP r, m: ``dst = dst OP [base + index*scale
+        + disp]``."""
         forms = _ALU_RM.get(size)
         if forms is None:
             raise _invalid("alu_rm", size, (32, 64))
-        self._mem(forms[op], dst, base, disp, None, 1)
+        self._mem(forms[op], dst, base, disp, index, scale)
 
     def alu_mi(self, op: AluOp, base: int, disp: int, imm: int, size: int = 64) -> None:
         """``[REX.W] 83 /digit ib`` or ``81 /digit id`` OP m, imm: ``[base + disp] OP= imm``.

@@ -1,30 +1,38 @@
 """The run context shared by native code and Python: one flat block of 64-bit words.
 
 Native code keeps its address in r11 and reaches every field at a fixed offset.
-The region table has one 64-byte entry per 256 MiB slot of the VM address space
-(``address >> 28``), so translating an address is a shift, a table index and two
-compares.  Each entry holds the lowest readable and writable address, the last
-valid start address of a 1/2/4/8-byte access, and the host-minus-VM delta.
+The region table describes each 256 MiB slot of the VM address space
+(``address >> 28``): the lowest readable and writable address, the last valid
+start address of a 1/2/4/8-byte access, and the host-minus-VM delta.  It is
+stored field by field (seven arrays of 16 words), so native code reaches a
+slot's field with one scaled-index operand: translating an address is a shift
+and two compares.
 """
 
 from __future__ import annotations
 
 SLOT_SHIFT = 28
 SLOT_COUNT = 16
-ENTRY_SHIFT = 6
-ENTRY_SIZE = 1 << ENTRY_SHIFT
+FIELD_STRIDE = SLOT_COUNT * 8
+"""Bytes of one field's array."""
 
-# fields of a region table entry
+# the fields of a slot, as offsets of their arrays
 LO_READ = 0
-LO_WRITE = 8
-LAST: dict[int, int] = {1: 16, 2: 24, 4: 32, 8: 40}
-DELTA = 48
+LO_WRITE = FIELD_STRIDE
+LAST: dict[int, int] = {
+    1: 2 * FIELD_STRIDE,
+    2: 3 * FIELD_STRIDE,
+    4: 4 * FIELD_STRIDE,
+    8: 5 * FIELD_STRIDE,
+}
+DELTA = 6 * FIELD_STRIDE
+TABLE_FIELDS = (LO_READ, LO_WRITE, LAST[1], LAST[2], LAST[4], LAST[8], DELTA)
 
 NO_ACCESS = (1 << 64) - 1
 """The lowest address of an unmapped (or, for writes, read-only) slot: nothing is above."""
 
 TABLE = 0
-REGS = TABLE + SLOT_COUNT * ENTRY_SIZE
+REGS = TABLE + len(TABLE_FIELDS) * FIELD_STRIDE
 BUDGET_LEFT = REGS + 11 * 8
 DEPTH = BUDGET_LEFT + 8
 SAVED_RSP = DEPTH + 8
@@ -63,9 +71,9 @@ def context_size(max_call_depth: int) -> int:
     return FRAMES + FRAME_SIZE * max_call_depth
 
 
-def slot_entry(slot: int) -> int:
-    """Byte offset of a slot's table entry."""
-    return TABLE + (slot << ENTRY_SHIFT)
+def table_field(field: int, slot: int) -> int:
+    """Byte offset of one field of a slot (``field`` is one of :data:`TABLE_FIELDS`)."""
+    return TABLE + field + 8 * slot
 
 
 class Status:

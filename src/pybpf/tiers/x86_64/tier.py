@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 _ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
 _CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64)
 
-_TABLE_ENTRY = struct.Struct("<7Q")
-"""lowest readable, lowest writable, last start of a 1/2/4/8-byte access, host delta."""
-_NO_ACCESS = struct.Struct("<2Q")
 _STATE = struct.Struct("<20Q")
 """The words from REGS to PACKET_LENGTH: registers, meter, depth, trap data, stack, packet."""
 _HELPER_CALL = struct.Struct("<6Q")
@@ -54,7 +51,9 @@ _BATCH = struct.Struct("<9Q")
 """BATCH_HOST to STACK_HOST: records, offsets, lengths, results, count, index, budget,
 stack top and bottom."""
 _WORD = struct.Struct("<Q")
-_STACK_LO = layout.slot_entry(STACK_BASE >> layout.SLOT_SHIFT) + layout.LO_READ
+_STACK_SLOT = STACK_BASE >> layout.SLOT_SHIFT
+_STACK_LO = layout.table_field(layout.LO_READ, _STACK_SLOT)
+_STACK_LO_WRITE = layout.table_field(layout.LO_WRITE, _STACK_SLOT)
 
 
 class _Pinned:
@@ -166,9 +165,8 @@ class CompiledNative:
         """Write the region table, registers and limits; False if the regions do not fit."""
         context = self._context
         for slot in self._mapped_slots:
-            _NO_ACCESS.pack_into(
-                context, layout.slot_entry(slot), layout.NO_ACCESS, layout.NO_ACCESS
-            )
+            for field in (layout.LO_READ, layout.LO_WRITE):
+                _WORD.pack_into(context, layout.table_field(field, slot), layout.NO_ACCESS)
         self._mapped_slots = mapped = []
         for region in m.memory.regions:
             slot = region.base >> layout.SLOT_SHIFT
@@ -177,9 +175,7 @@ class CompiledNative:
                 return False
             mapped.append(slot)
             start = region.vm_start
-            _TABLE_ENTRY.pack_into(
-                context,
-                layout.slot_entry(slot),
+            values = (
                 start,
                 start if region.writable else layout.NO_ACCESS,
                 max(end - 1, 0),
@@ -188,6 +184,8 @@ class CompiledNative:
                 max(end - 8, 0),
                 (pinned.address_of(region) - region.base) & MASK64,
             )
+            for field, value in zip(layout.TABLE_FIELDS, values, strict=True):
+                _WORD.pack_into(context, layout.table_field(field, slot), value)
         stack, packet = m.stack, m.packet
         _STATE.pack_into(
             context,
@@ -294,7 +292,8 @@ class CompiledNative:
         m.stop_value = None
         m.instructions = 0
         m.stack.vm_start = m.stack.vm_end - m.config.stack_size
-        _NO_ACCESS.pack_into(self._context, _STACK_LO, m.stack.vm_start, m.stack.vm_start)
+        _WORD.pack_into(self._context, _STACK_LO, m.stack.vm_start)
+        _WORD.pack_into(self._context, _STACK_LO_WRITE, m.stack.vm_start)
         _WORD.pack_into(self._context, layout.DEPTH, 0)
 
     def _finish(self, m: Machine, status: int) -> int:
