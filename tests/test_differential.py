@@ -37,6 +37,8 @@ EXIT = next(r for r in INSTRUCTIONS if r.op is Op.EXIT)
 JA = next(r for r in INSTRUCTIONS if r.op is Op.JA and r.form is Form.JUMP)
 CALL = next(r for r in INSTRUCTIONS if r.op is Op.CALL)
 CALL_LOCAL = next(r for r in INSTRUCTIONS if r.op is Op.CALL_LOCAL)
+CALLX = next(r for r in INSTRUCTIONS if r.op is Op.CALLX)
+JA32 = next(r for r in INSTRUCTIONS if r.op is Op.JA and r.form is Form.JUMP_LONG)
 
 immediates = st.one_of(st.sampled_from(EDGE_IMMEDIATES), st.integers(-(2**31), 2**31 - 1))
 writable_regs = st.integers(0, 9)
@@ -70,7 +72,7 @@ def body_item(draw: st.DrawFn, index: int, first: int, last: int) -> Item:
             ["alu"] * 6
             + ["load"] * 2
             + ["store"] * 2
-            + ["atomic", "cond", "cond", "lddw", "packet", "call", "ja"]
+            + ["atomic", "cond", "cond", "lddw", "packet", "call", "callx", "ja", "ja32"]
         )
     )
     if kind == "alu":
@@ -93,11 +95,13 @@ def body_item(draw: st.DrawFn, index: int, first: int, last: int) -> Item:
         return Instruction.make(spec, src=draw(any_reg), imm=draw(st.integers(-2, 40))), None
     if kind == "call":
         return Instruction.make(CALL, imm=draw(st.sampled_from([0, 2, 3, 99]))), None
+    if kind == "callx":  # the helper number comes from a register, whatever it holds
+        return Instruction.make(CALLX, dst=draw(any_reg)), None
     # forward to any later item of the function (its exit included), or sometimes
     # backward, which loops until the budget runs out
     target = draw(st.one_of(st.integers(index + 1, last), st.integers(first, index)))
-    if kind == "ja":
-        return Instruction.make(JA), max(target, index + 1)
+    if kind in ("ja", "ja32"):
+        return Instruction.make(JA if kind == "ja" else JA32), max(target, index + 1)
     spec = draw(st.sampled_from(COND_ROWS))
     imm = draw(immediates) if spec.form is Form.COND_IMM else 0
     return Instruction.make(spec, dst=draw(any_reg), src=draw(any_reg), imm=imm), target
@@ -144,7 +148,7 @@ def _layout(items: list[Item], callee_entry: int) -> Program:
         if target is not None:
             goal = positions[callee_entry if target == CALLEE else target]
             delta = goal - positions[index] - 1
-            if target == CALLEE:
+            if target == CALLEE or insn.spec.form is Form.JUMP_LONG:
                 insn = Instruction(insn.spec, insn.dst, insn.src, insn.off, delta)
             else:
                 insn = Instruction(insn.spec, insn.dst, insn.src, delta, insn.imm)

@@ -116,3 +116,11 @@ def test_helper_exceptions_surface_after_native_frames_return(tier: str) -> None
         assemble("mov r1, 2\nmov r2, 0\ncall 3\nexit"), tier=tier, helpers=conformance_helpers()
     )
     assert ok.run() == 1
+
+
+def test_x86_tier_reports_why_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pybpf.tiers.x86_64 import executable
+
+    monkeypatch.setattr(executable.platform, "machine", lambda: "aarch64")
+    reason = executable.unavailable_reason()
+    assert reason is not None and "aarch64" in reason

@@ -903,3 +903,13 @@ def test_memory_operand_alu_forms() -> None:
         asm = Assembler()
         emit(asm)
         assert asm.finish().hex(" ") == expected
+
+
+def test_memory_operand_alu_with_index() -> None:
+    """OP r, [base + index*8 + disp32]: the region-table operand the JIT uses (SDM 3B /r)."""
+    from pybpf.tiers.x86_64.encoder import AluOp, Assembler, Reg
+
+    asm = Assembler()
+    asm.alu_rm(AluOp.CMP, Reg.RAX, Reg.R11, 0x80, index=Reg.RDX, scale=8)
+    asm.alu_rm(AluOp.ADD, Reg.RAX, Reg.R11, 0x300, index=Reg.RDX, scale=8)
+    assert asm.finish().hex(" ") == "49 3b 84 d3 80 00 00 00 49 03 84 d3 00 03 00 00"
