@@ -309,16 +309,22 @@ REFUSED: dict[Op, str] = {
 """Operations the interpreter does not run, and why."""
 
 
+def check_supported(program: Program) -> None:
+    """Refuse, naming the instruction, any operation no tier runs yet (:data:`REFUSED`)."""
+    for pc, insn in program:
+        op = insn.spec.op
+        if op in REFUSED:
+            raise VerifierError(f"{insn.spec.mnemonic} ({op.value}) {REFUSED[op]}", pc)
+
+
 class CompiledInterpreter:
     """A program lowered to interpreter steps, ready to run on machines."""
 
     def __init__(self, program: Program) -> None:
+        check_supported(program)
         steps: list[Step] = [_unreachable] * program.slot_count
         for pc, insn in program:
-            op = insn.spec.op
-            if op in REFUSED:
-                raise VerifierError(f"{insn.spec.mnemonic} ({op.value}) {REFUSED[op]}", pc)
-            steps[pc] = LOWERINGS[op](insn, pc)
+            steps[pc] = LOWERINGS[insn.spec.op](insn, pc)
         self.program = program
         self.steps = steps
 

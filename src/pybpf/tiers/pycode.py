@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from pybpf.errors import CallDepthExceededError, VerifierError
+from pybpf.errors import CallDepthExceededError
 from pybpf.isa.instruction import Instruction
 from pybpf.isa.semantics import (
     ATOMIC_OPS,
@@ -38,7 +38,7 @@ from pybpf.isa.table import Form, Op
 from pybpf.program import BLOCK_ENDING_OPS, Program
 from pybpf.runtime.helpers import invoke_helper
 from pybpf.runtime.machine import Frame, Machine, MachineConfig
-from pybpf.tiers.interp import REFUSED, CompiledInterpreter
+from pybpf.tiers.interp import CompiledInterpreter, check_supported
 
 _REGS = ", ".join(f"r{n}" for n in range(11))
 _CALLER_REGS = ", ".join(f"r{n}" for n in range(10))
@@ -417,11 +417,7 @@ class CompiledPython:
     """A program translated to Python functions, with the interpreter as its fallback."""
 
     def __init__(self, program: Program, config: MachineConfig) -> None:
-        for pc, insn in program:
-            if insn.spec.op in REFUSED:
-                raise VerifierError(
-                    f"{insn.spec.mnemonic} ({insn.spec.op.value}) {REFUSED[insn.spec.op]}", pc
-                )
+        check_supported(program)
         self.program = program
         self.source = _Generator(program, config).generate()
         namespace = _namespace()

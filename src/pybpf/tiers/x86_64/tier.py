@@ -23,14 +23,13 @@ from pybpf.errors import (
     CallDepthExceededError,
     MemoryAccessError,
     TrapKind,
-    VerifierError,
 )
 from pybpf.isa.semantics import MASK64
 from pybpf.program import Program
 from pybpf.runtime.helpers import invoke_helper
 from pybpf.runtime.machine import Frame, Machine, MachineConfig
 from pybpf.runtime.memory import INPUT_BASE, STACK_BASE, MemoryRegion
-from pybpf.tiers.interp import REFUSED, CompiledInterpreter
+from pybpf.tiers.interp import CompiledInterpreter, check_supported
 from pybpf.tiers.x86_64 import layout
 from pybpf.tiers.x86_64.compiler import NativeCode, compile_program
 from pybpf.tiers.x86_64.executable import ExecutableMemory, unavailable_reason
@@ -79,11 +78,7 @@ class CompiledNative:
     """A program as machine code, plus the interpreter for hand-overs and fallbacks."""
 
     def __init__(self, program: Program, config: MachineConfig) -> None:
-        for pc, insn in program:
-            if insn.spec.op in REFUSED:
-                raise VerifierError(
-                    f"{insn.spec.mnemonic} ({insn.spec.op.value}) {REFUSED[insn.spec.op]}", pc
-                )
+        check_supported(program)
         self.program = program
         self.config = config
         self.native: NativeCode = compile_program(program, config)
