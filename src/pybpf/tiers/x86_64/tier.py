@@ -50,6 +50,9 @@ _BATCH = struct.Struct("<9Q")
 """BATCH_HOST to STACK_HOST: records, offsets, lengths, results, count, index, budget,
 stack top and bottom."""
 _WORD = struct.Struct("<Q")
+_FIELD_WORDS = tuple(layout.table_field(field, 0) // 8 for field in layout.TABLE_FIELDS)
+"""Word index of each table field's array; a slot's field is ``word + slot``."""
+_LO_READ_WORD, _LO_WRITE_WORD = _FIELD_WORDS[:2]
 _STACK_SLOT = STACK_BASE >> layout.SLOT_SHIFT
 _STACK_LO = layout.table_field(layout.LO_READ, _STACK_SLOT)
 _STACK_LO_WRITE = layout.table_field(layout.LO_WRITE, _STACK_SLOT)
@@ -89,9 +92,11 @@ class CompiledNative:
         self._context = bytearray(layout.context_size(config.max_call_depth))
         self._context_pin = ctypes.c_char.from_buffer(self._context)
         self._context_address = ctypes.addressof(self._context_pin)
+        self._words = memoryview(self._context).cast("Q")
+        """The context as 64-bit words, for single-field reads and writes."""
         self._callback = _CALLBACK_TYPE(self._on_helper)
         callback_address = ctypes.cast(self._callback, ctypes.c_void_p).value or 0
-        _WORD.pack_into(self._context, layout.CALLBACK, callback_address)
+        self._words[layout.CALLBACK // 8] = callback_address
         self._mapped_slots: list[int] = list(range(layout.SLOT_COUNT))
         self._machine: Machine | None = None
         self._batch: BatchInput | None = None
@@ -114,18 +119,18 @@ class CompiledNative:
 
     def _on_helper(self) -> int:
         """Called from machine code; never lets an exception escape into it."""
-        context = self._context
+        context, words = self._context, self._words
         machine = self._machine
         try:
             if machine is None:
                 raise RuntimeError("helper callback outside a run")
-            machine.stack.vm_start = _WORD.unpack_from(context, _STACK_LO)[0]
+            machine.stack.vm_start = words[_STACK_LO // 8]
             if self._batch is not None:
-                self._show_record(machine, _WORD.unpack_from(context, layout.BATCH_INDEX)[0])
+                self._show_record(machine, words[layout.BATCH_INDEX // 8])
             number, *args = _HELPER_CALL.unpack_from(context, layout.HELPER_NUMBER)
-            pc = _WORD.unpack_from(context, layout.TRAP_PC)[0]
+            pc = words[layout.TRAP_PC // 8]
             result = invoke_helper(machine, number, pc, *args)
-            _WORD.pack_into(context, layout.HELPER_RESULT, result)
+            words[layout.HELPER_RESULT // 8] = result
             return 1 if machine.stop_value is not None else 0
         except BaseException as exc:  # re-raised by run() once the native frames are gone
             self._pending = exc
@@ -158,10 +163,9 @@ class CompiledNative:
 
     def _fill_context(self, m: Machine, pinned: _Pinned) -> bool:
         """Write the region table, registers and limits; False if the regions do not fit."""
-        context = self._context
+        context, words = self._context, self._words
         for slot in self._mapped_slots:
-            for field in (layout.LO_READ, layout.LO_WRITE):
-                _WORD.pack_into(context, layout.table_field(field, slot), layout.NO_ACCESS)
+            words[_LO_READ_WORD + slot] = words[_LO_WRITE_WORD + slot] = layout.NO_ACCESS
         self._mapped_slots = mapped = []
         for region in m.memory.regions:
             slot = region.base >> layout.SLOT_SHIFT
@@ -179,8 +183,8 @@ class CompiledNative:
                 max(end - 8, 0),
                 (pinned.address_of(region) - region.base) & MASK64,
             )
-            for field, value in zip(layout.TABLE_FIELDS, values, strict=True):
-                _WORD.pack_into(context, layout.table_field(field, slot), value)
+            for first_word, value in zip(_FIELD_WORDS, values, strict=True):
+                words[first_word + slot] = value
         stack, packet = m.stack, m.packet
         _STATE.pack_into(
             context,
@@ -247,7 +251,7 @@ class CompiledNative:
             self._machine, self._batch = m, batch
             while True:
                 status = self._batch_entry(self._context_address)
-                index = _WORD.unpack_from(self._context, layout.BATCH_INDEX)[0]
+                index = self._words[layout.BATCH_INDEX // 8]
                 if status == Status.OK:
                     return
                 self._show_record(m, index)
@@ -258,7 +262,7 @@ class CompiledNative:
                     raise
                 # the next record starts from a clean machine, as a new run would
                 self._reset_machine(m, pinned)
-                _WORD.pack_into(self._context, layout.BATCH_INDEX, index + 1)
+                self._words[layout.BATCH_INDEX // 8] = index + 1
         finally:
             pinned.views.clear()
 
@@ -287,9 +291,9 @@ class CompiledNative:
         m.stop_value = None
         m.instructions = 0
         m.stack.vm_start = m.stack.vm_end - m.config.stack_size
-        _WORD.pack_into(self._context, _STACK_LO, m.stack.vm_start)
-        _WORD.pack_into(self._context, _STACK_LO_WRITE, m.stack.vm_start)
-        _WORD.pack_into(self._context, layout.DEPTH, 0)
+        self._words[_STACK_LO // 8] = m.stack.vm_start
+        self._words[_STACK_LO_WRITE // 8] = m.stack.vm_start
+        self._words[layout.DEPTH // 8] = 0
 
     def _finish(self, m: Machine, status: int) -> int:
         state = _STATE.unpack_from(self._context, layout.REGS)
@@ -298,7 +302,7 @@ class CompiledNative:
         left, depth, _rsp, pc, address, info = state[11:17]
         executed = m.config.budget - left
         m.instructions = executed
-        m.stack.vm_start = _WORD.unpack_from(self._context, _STACK_LO)[0]
+        m.stack.vm_start = self._words[_STACK_LO // 8]
         if status == Status.OK:
             return regs[0]
         if status == Status.PACKET_MISS:
@@ -318,7 +322,7 @@ class CompiledNative:
                 )
                 frames.append(Frame(ret, (saved[0], saved[1], saved[2], saved[3])))
             m.frames = frames
-            resume = _WORD.unpack_from(self._context, layout.RESUME_PC)[0]
+            resume = self._words[layout.RESUME_PC // 8]
             return self._reference.run(m, start_pc=resume, start_count=executed)
         if status == TrapKind.MEMORY_ACCESS:
             size, write = info & 0xFF, bool(info & 0x100)
