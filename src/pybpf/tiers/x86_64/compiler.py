@@ -174,7 +174,7 @@ class _Compiler:
                 self.charge(len(block), start)
                 for pc, insn in block:
                     self.offsets.setdefault(pc, asm.pos)
-                    self.instruction(pc, insn, entry == 0)
+                    self.instruction(pc, insn)
                 # blocks are laid out in program order: falling through needs no code
         stubs_offset = asm.pos
         self.emit_stubs(save_exit)
@@ -303,14 +303,11 @@ class _Compiler:
 
     # -- instructions ----------------------------------------------------------------
 
-    def instruction(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def instruction(self, pc: int, insn: Instruction) -> None:
         op = insn.spec.op
-        lowering = _LOWERINGS.get(op)
-        if lowering is None:
-            raise NotImplementedError(f"no x86-64 lowering for {op}")
-        lowering(self, pc, insn, in_main)
+        _LOWERINGS[op](self, pc, insn)  # every row: see test_every_tier_lowers_or_refuses
 
-    def alu(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def alu(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
         spec = insn.spec
         width = spec.width
@@ -417,14 +414,14 @@ class _Compiler:
         elif width == 32:
             self.asm.mov_rr(dst, dst, 32)
 
-    def neg(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def neg(self, pc: int, insn: Instruction) -> None:
         self.asm.unary(UnaryOp.NEG, REGISTER_MAP[insn.dst], insn.spec.width)
 
-    def movsx(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def movsx(self, pc: int, insn: Instruction) -> None:
         source = self.value_of(insn.src, RCX)
         self.asm.movsx_rr(REGISTER_MAP[insn.dst], source, insn.spec.size * 8, insn.spec.width)
 
-    def byte_order(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def byte_order(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
         dst = REGISTER_MAP[insn.dst]
         size = insn.spec.size
@@ -440,10 +437,10 @@ class _Compiler:
         else:
             asm.bswap(dst, size * 8)
 
-    def lddw(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def lddw(self, pc: int, insn: Instruction) -> None:
         self.asm.mov_ri(REGISTER_MAP[insn.dst], insn.imm & MASK64)
 
-    def load(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def load(self, pc: int, insn: Instruction) -> None:
         size = insn.spec.size
         signed = insn.spec.op is Op.LOADSX
         dst = REGISTER_MAP[insn.dst]
@@ -453,7 +450,7 @@ class _Compiler:
         self.translate(insn.src, insn.off, size, False, pc)
         self.asm.load(dst, RAX, 0, size * 8, signed)
 
-    def store(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def store(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
         size = insn.spec.size
         immediate = insn.spec.form is Form.STORE_IMM
@@ -471,7 +468,7 @@ class _Compiler:
         else:
             asm.store_r(base, disp, value, size * 8)
 
-    def atomic(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def atomic(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
         spec = insn.spec
         width = spec.width
@@ -508,7 +505,7 @@ class _Compiler:
         asm.jcc(Cond.NE, retry)
         asm.mov_rr(src, RAX, width)
 
-    def packet_load(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def packet_load(self, pc: int, insn: Instruction) -> None:
         """Legacy LD_ABS/LD_IND: a big-endian read of the input; a miss ends the run."""
         asm = self.asm
         size = insn.spec.size
@@ -537,12 +534,12 @@ class _Compiler:
         elif size == 4:
             asm.bswap(r0, 32)
 
-    def jump(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def jump(self, pc: int, insn: Instruction) -> None:
         target = self.program.target_of(pc, insn)
         assert target is not None
         self.asm.jmp(self.block_labels[target])
 
-    def conditional(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def conditional(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
         spec = insn.spec
         width = spec.width
@@ -558,7 +555,7 @@ class _Compiler:
             asm.alu_rr(_CMP, dst, self.value_of(insn.src, RCX), width)
         asm.jcc(_JUMP_CONDITIONS[spec.op], self.block_labels[pc + 1 + insn.off])
 
-    def helper_call(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def helper_call(self, pc: int, insn: Instruction) -> None:
         """Call the Python helper callback with r1-r5 and the helper number in the context."""
         asm = self.asm
         if insn.spec.op is Op.CALLX:
@@ -586,7 +583,7 @@ class _Compiler:
         asm.jcc(Cond.NE, self.stub(Status.CALLBACK, pc))
         asm.load(REGISTER_MAP[0], CTX, layout.HELPER_RESULT)
 
-    def local_call(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def local_call(self, pc: int, insn: Instruction) -> None:
         """A bpf-to-bpf call: depth check, shadow frame, a fresh stack frame, native call."""
         asm = self.asm
         stack_size = self.config.stack_size
@@ -619,12 +616,12 @@ class _Compiler:
         for index, ebpf in enumerate((6, 7, 8, 9)):
             asm.load(REGISTER_MAP[ebpf], RDX, layout.FRAMES + 8 + 8 * index)
 
-    def exit(self, pc: int, insn: Instruction, in_main: bool) -> None:
+    def exit(self, pc: int, insn: Instruction) -> None:
         # every function, the main one included, is entered by a native call
         self.asm.ret()
 
 
-_Lowering = Callable[[_Compiler, int, Instruction, bool], None]
+_Lowering = Callable[[_Compiler, int, Instruction], None]
 
 _LOWERINGS: dict[Op, _Lowering] = {
     **{
