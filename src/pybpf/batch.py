@@ -20,6 +20,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import accumulate
 from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 Record: TypeAlias = bytes | bytearray | memoryview
 """One record as gathered: the caller's object, or a flat byte view of it."""
 
-BatchSource: TypeAlias = "ReadableBuffer | Iterable[ReadableBuffer]"
+BatchSource: TypeAlias = "BatchInput | ReadableBuffer | Iterable[ReadableBuffer]"
 """What :func:`prepare_batch` accepts: one buffer of records, or an iterable of records."""
 
 
@@ -39,23 +40,45 @@ BatchSource: TypeAlias = "ReadableBuffer | Iterable[ReadableBuffer]"
 class BatchInput:
     """Records laid out back to back in one buffer, as a native tier consumes them.
 
-    Record ``i`` is ``buffer[offsets[i] : offsets[i] + lengths[i]]``.  ``buffer`` is
-    a 1-D unsigned-byte view; it is read-only exactly when the records are mapped
-    read-only (``writable`` is false).
+    Record ``i`` is ``buffer[offsets[i] : offsets[i] + lengths[i]]``.  Fixed-size
+    records (one buffer cut by ``record_size``, or the rows of a 2-D array) are
+    described by ``stride`` alone, record ``i`` starting at ``i * stride``, so a
+    batch of millions of records needs no per-record Python work; ``offsets`` and
+    ``lengths`` are then made only if asked for.  ``buffer`` is a 1-D unsigned-byte
+    view; it is read-only exactly when the records are mapped read-only.
     """
 
     buffer: memoryview
-    offsets: array[int]
-    lengths: array[int]
+    count: int
+    stride: int = 0
+    """Size of every record when they all have one (and then ``varying`` is None)."""
+    varying: tuple[array[int], array[int]] | None = None
+    """``(offsets, lengths)`` of records of different sizes."""
     copies: tuple[tuple[int, bytearray | memoryview], ...] = ()
     """(record index, caller's buffer) pairs whose contents :meth:`write_back` restores."""
 
     def __post_init__(self) -> None:
-        if len(self.offsets) != len(self.lengths):
-            raise ValueError("a batch needs one offset per length")
+        if self.varying is not None:
+            offsets, lengths = self.varying
+            if not len(offsets) == len(lengths) == self.count:
+                raise ValueError("a batch needs one offset and one length per record")
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return self.count
+
+    @cached_property
+    def offsets(self) -> array[int]:
+        if self.varying is not None:
+            return self.varying[0]
+        if not self.stride:
+            return array("Q", [0]) * self.count
+        return array("Q", range(0, self.count * self.stride, self.stride))
+
+    @cached_property
+    def lengths(self) -> array[int]:
+        if self.varying is not None:
+            return self.varying[1]
+        return array("Q", [self.stride]) * self.count
 
     @property
     def writable(self) -> bool:
@@ -64,8 +87,11 @@ class BatchInput:
 
     def record(self, index: int) -> memoryview:
         """Record ``index`` as a view into :attr:`buffer` (stores through it land there)."""
-        start = self.offsets[index]
-        return self.buffer[start : start + self.lengths[index]]
+        if self.varying is None:
+            start = index * self.stride
+            return self.buffer[start : start + self.stride]
+        offsets, lengths = self.varying
+        return self.buffer[offsets[index] : offsets[index] + lengths[index]]
 
     def write_back(self) -> None:
         """Copy gathered records into the caller's buffers they came from.
@@ -107,6 +133,7 @@ def prepare_batch(
 
     Accepted forms:
 
+    * a :class:`BatchInput` made earlier, returned as it is (its writability holds);
     * an iterable (list, tuple, ...) of bytes-like records of any lengths;
     * one 1-D bytes-like buffer cut into ``record_size``-byte records;
     * one 2-D C-contiguous buffer, such as a NumPy ``uint8`` array: one record per
@@ -116,6 +143,8 @@ def prepare_batch(
     else a private copy (a ``bytes`` input is never modified); without it the
     buffer is a read-only view and nothing is copied.
     """
+    if isinstance(inputs, BatchInput):
+        return inputs  # prepared once, run many times (a capture replayed, say)
     if isinstance(inputs, str):
         raise TypeError("batch records must be bytes-like, not str")
     try:
@@ -163,8 +192,7 @@ def _split(view: memoryview, record_size: int | None, writable: bool) -> BatchIn
     flat = _flat(view, "a batch buffer")
     if writable and flat.readonly:
         flat = memoryview(bytearray(flat))
-    offsets = array("Q", range(0, count * size, size)) if size else array("Q", [0]) * count
-    return BatchInput(_mode(flat, writable), offsets, array("Q", [size]) * count)
+    return BatchInput(_mode(flat, writable), count, stride=size)
 
 
 def _gather(records: Iterable[object], writable: bool) -> BatchInput:
@@ -189,7 +217,9 @@ def _gather(records: Iterable[object], writable: bool) -> BatchInput:
         if writable and not isinstance(part, bytes) and not _readonly(part)
     )
     buffer = memoryview(bytearray().join(parts))
-    return BatchInput(_mode(buffer, writable), offsets, lengths, copies)
+    return BatchInput(
+        _mode(buffer, writable), len(lengths), varying=(offsets, lengths), copies=copies
+    )
 
 
 def _readonly(part: bytearray | memoryview) -> bool:

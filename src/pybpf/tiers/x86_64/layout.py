@@ -62,7 +62,9 @@ STACK_TOP_HOST = BATCH_BUDGET + 8
 """Host address of the top of the stack: r10 of the main frame."""
 STACK_HOST = STACK_TOP_HOST + 8
 """Host address of the bottom of the whole stack area."""
-FRAMES = STACK_HOST + 8
+BATCH_STRIDE = STACK_HOST + 8
+"""Size of every record when they all have one (offsets and lengths are then unused)."""
+FRAMES = BATCH_STRIDE + 8
 FRAME_SIZE = 40
 """A shadow call frame: return pc, then r6-r9 of the caller."""
 

@@ -46,9 +46,9 @@ _STATE = struct.Struct("<20Q")
 _HELPER_CALL = struct.Struct("<6Q")
 """The helper number and its five arguments."""
 _FRAME = struct.Struct("<5Q")
-_BATCH = struct.Struct("<9Q")
-"""BATCH_HOST to STACK_HOST: records, offsets, lengths, results, count, index, budget,
-stack top and bottom."""
+_BATCH = struct.Struct("<10Q")
+"""BATCH_HOST to BATCH_STRIDE: records, offsets, lengths, results, count, index, budget,
+stack top and bottom, record size."""
 _WORD = struct.Struct("<Q")
 _FIELD_WORDS = tuple(layout.table_field(field, 0) // 8 for field in layout.TABLE_FIELDS)
 """Word index of each table field's array; a slot's field is ``word + slot``."""
@@ -235,18 +235,20 @@ class CompiledNative:
                 return
             stack = m.stack
             stack_host = pinned.address_of(stack)
+            fixed = batch.varying is None and batch.stride > 0
             _BATCH.pack_into(
                 self._context,
                 layout.BATCH_HOST,
                 pinned.address_of(records),
-                batch.offsets.buffer_info()[0],
-                batch.lengths.buffer_info()[0],
+                0 if fixed else batch.offsets.buffer_info()[0],
+                0 if fixed else batch.lengths.buffer_info()[0],
                 out.buffer_info()[0],
                 len(batch),
                 0,
                 m.config.budget,
                 stack_host + len(stack),
                 stack_host,
+                batch.stride if fixed else 0,
             )
             self._machine, self._batch = m, batch
             while True:
