@@ -106,3 +106,20 @@ def test_stack_is_fresh_for_every_record(tier: str) -> None:
     )
     vm = VM(escaping, tier=tier)
     assert list(vm.run_batch([b"\x07", b"\x08", b"\x09"])) == [0, 0, 0]
+
+
+def test_stack_footprint_never_reaches_outside_the_frame() -> None:
+    from pybpf.tiers.x86_64.compiler import stack_footprint
+
+    inside = assemble("stxdw [r10-16], r1\nldxw r0, [r10-4]\nexit")
+    assert stack_footprint(inside, 512) == (-16, 0)
+    for source in ("ldxdw r0, [r10+0]\nexit", "ldxdw r0, [r10-4]\nexit", "stb [r10-513], 1\nexit"):
+        assert stack_footprint(assemble(source), 512) is None, source
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_an_access_above_the_frame_traps_in_a_batch(tier: str) -> None:
+    vm = VM(assemble("ldxdw r0, [r10-4]\nexit"), tier=tier)
+    with pytest.raises(MemoryAccessError) as info:
+        vm.run_batch([b"\x00", b"\x01"])
+    assert (info.value.pc, info.value.record_index) == (0, 0)  # type: ignore[attr-defined]

@@ -68,7 +68,8 @@ def test_native_faults_in_a_child_process_do_not_crash_it() -> None:
 
 
 def test_auto_picks_the_fastest_available_tier() -> None:
-    assert get_tier("auto").name == TIERS[-1] if "x86_64" not in TIERS else "x86_64"
+    fastest = "x86_64" if "x86_64" in TIERS else "pycode"
+    assert get_tier("auto").name == fastest
     assert VM(assemble("mov r0, 1\nexit"), tier="auto").run() == 1
 
 

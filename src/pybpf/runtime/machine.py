@@ -28,6 +28,15 @@ DEFAULT_MAX_CALL_DEPTH = 8
 """Frames a program may have at once, main included, as in Linux (MAX_CALL_FRAMES)."""
 
 
+def in_current_frame(base: int, off: int, size: int, frame_size: int) -> bool:
+    """Whether ``[base + off, + size)`` is inside the current stack frame whatever runs.
+
+    True only for r10 with a constant offset in the frame: r10 is read-only and
+    always the frame's top, so such an access can never miss (tiers skip its check).
+    """
+    return base == 10 and -frame_size <= off <= -size
+
+
 @dataclass(frozen=True)
 class MachineConfig:
     """Limits and environment shared by every run of a VM."""

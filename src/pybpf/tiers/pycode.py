@@ -37,7 +37,7 @@ from pybpf.isa.semantics import (
 from pybpf.isa.table import Form, Op
 from pybpf.program import BLOCK_ENDING_OPS, Program
 from pybpf.runtime.helpers import invoke_helper
-from pybpf.runtime.machine import Frame, Machine, MachineConfig
+from pybpf.runtime.machine import Frame, Machine, MachineConfig, in_current_frame
 from pybpf.tiers.interp import CompiledInterpreter, check_supported
 
 _REGS = ", ".join(f"r{n}" for n in range(11))
@@ -339,7 +339,7 @@ class _Generator:
         else:
             wrap = "{}"
         d = f"r{insn.dst}"
-        if insn.src == 10 and -self.frame_size <= insn.off <= -size:
+        if in_current_frame(insn.src, insn.off, size, self.frame_size):
             # a constant offset inside the current frame cannot miss (r10 is read-only)
             value = f"{unpack}(sb, FO - {-insn.off})[0]"
             return [f"{d} = {wrap.format(value)}"]
@@ -358,7 +358,7 @@ class _Generator:
             value = hex(insn.imm & WIDTH_MASK[size * 8])
         else:
             value = f"r{insn.src}" if size == 8 else f"r{insn.src} & {size_mask}"
-        if insn.dst == 10 and -self.frame_size <= insn.off <= -size:
+        if in_current_frame(insn.dst, insn.off, size, self.frame_size):
             return [f"{pack}(sb, FO - {-insn.off}, {value})"]
         return [
             f"a = {self._address(insn.dst, insn.off)}",

@@ -25,7 +25,7 @@ from pybpf.isa.instruction import Instruction
 from pybpf.isa.semantics import MASK64, WIDTH_MASK
 from pybpf.isa.table import FORM_FIELDS, Form, Op
 from pybpf.program import Program
-from pybpf.runtime.machine import MachineConfig
+from pybpf.runtime.machine import MachineConfig, in_current_frame
 from pybpf.runtime.memory import INPUT_BASE, STACK_BASE
 from pybpf.tiers.x86_64 import layout
 from pybpf.tiers.x86_64.encoder import AluOp, Assembler, Cond, Label, ShiftOp, UnaryOp
@@ -140,7 +140,7 @@ class _Compiler:
 
     def in_frame(self, base: int, off: int, size: int) -> bool:
         """A constant offset from r10 inside the current frame: the access cannot miss."""
-        return base == 10 and -self.config.stack_size <= off <= -size
+        return in_current_frame(base, off, size, self.config.stack_size)
 
     def charge(self, count: int, pc: int) -> None:
         """Meter ``count`` instructions at the start of the block at ``pc``."""
@@ -699,9 +699,9 @@ def stack_footprint(program: Program, frame_size: int) -> tuple[int, int] | None
     for _pc, insn in program:
         form = insn.spec.form
         if (form is Form.LOAD and insn.src == 10) or (form in _STORE_FORMS and insn.dst == 10):
+            if not in_current_frame(10, insn.off, insn.spec.size, frame_size):
+                return None  # it traps at run time; zeroing cannot be limited safely
             low, high = insn.off, insn.off + insn.spec.size
-            if not -frame_size <= low and high <= 0:
-                return None
             if touched is not None:
                 low, high = min(low, touched[0]), max(high, touched[1])
             touched = (low, high)
