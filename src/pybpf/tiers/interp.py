@@ -29,7 +29,7 @@ from pybpf.isa.semantics import (
 from pybpf.isa.table import Form, Op
 from pybpf.program import Program
 from pybpf.runtime.helpers import invoke_helper
-from pybpf.runtime.machine import Machine, MachineConfig
+from pybpf.runtime.machine import Frame, Machine, MachineConfig
 
 EXIT = -1
 """Returned by a step instead of a next pc when the program has finished."""
@@ -327,6 +327,17 @@ class CompiledInterpreter:
             steps[pc] = LOWERINGS[insn.spec.op](insn, pc)
         self.program = program
         self.steps = steps
+
+    def resume(self, m: Machine, pc: int, count: int, regs: list[int], frames: list[Frame]) -> int:
+        """Finish a run another tier handed over at ``pc`` after ``count`` instructions.
+
+        ``frames`` are the callers' saved states, outermost first; the stack bound
+        follows from r10, as :meth:`Machine.push_frame` would have left it.
+        """
+        m.regs[:] = regs
+        m.frames = frames
+        m.stack.vm_start = regs[10] - m.config.stack_size
+        return self.run(m, start_pc=pc, start_count=count)
 
     def listing(self) -> str:
         """What this tier runs: the instructions themselves."""

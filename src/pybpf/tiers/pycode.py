@@ -439,10 +439,8 @@ class CompiledPython:
         try:
             result = self._main(m, *regs, 0, 1)
         except _Deoptimize as deopt:
-            regs[:] = deopt.regs
-            m.frames = list(reversed(deopt.frames))
-            m.stack.vm_start = regs[10] - m.config.stack_size
-            return self._reference.run(m, start_pc=deopt.pc, start_count=deopt.count)
+            frames = list(reversed(deopt.frames))
+            return self._reference.resume(m, deopt.pc, deopt.count, deopt.regs, frames)
         except _Stop as stop:
             regs[0] = stop.r0 & MASK64
             m.instructions = stop.count

@@ -323,9 +323,8 @@ class CompiledNative:
                     self._context, layout.FRAMES + level * layout.FRAME_SIZE
                 )
                 frames.append(Frame(ret, (saved[0], saved[1], saved[2], saved[3])))
-            m.frames = frames
             resume = self._words[layout.RESUME_PC // 8]
-            return self._reference.run(m, start_pc=resume, start_count=executed)
+            return self._reference.resume(m, resume, executed, list(regs), frames)
         if status == TrapKind.MEMORY_ACCESS:
             size, write = info & 0xFF, bool(info & 0x100)
             m.memory.translate(address, size, write, pc)  # raises the interpreter's error
