@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import replace
 
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
@@ -68,7 +67,7 @@ def test_asm_round_trip_with_labels_in_range(program: Program, data: st.DataObje
         form = insn.spec.form
         if form in OFF_JUMPS or form in IMM_JUMPS:
             delta = data.draw(st.sampled_from(targets)) - (pc + 1)
-            insn = replace(insn, off=delta) if form in OFF_JUMPS else replace(insn, imm=delta)
+            insn = insn._replace(off=delta) if form in OFF_JUMPS else insn._replace(imm=delta)
         fixed.append(insn)
     program = Program(tuple(fixed))
     assert_round_trips(program, labels=True)

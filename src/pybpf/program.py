@@ -69,12 +69,13 @@ class Program:
         pc = 0
         for insn in self.instructions:
             result.append(pc)
-            pc += insn.slots
+            pc += insn.spec.slots
         return tuple(result)
 
     @cached_property
     def slot_count(self) -> int:
-        return sum(insn.slots for insn in self.instructions)
+        pcs = self.pcs
+        return pcs[-1] + self.instructions[-1].spec.slots if pcs else 0
 
     @cached_property
     def by_pc(self) -> tuple[Instruction | None, ...]:
@@ -82,11 +83,12 @@ class Program:
         slots: list[Instruction | None] = []
         for insn in self.instructions:
             slots.append(insn)
-            slots.extend([None] * (insn.slots - 1))
+            if insn.spec.slots == 2:
+                slots.append(None)
         return tuple(slots)
 
     def __iter__(self) -> Iterator[tuple[int, Instruction]]:
-        return iter(zip(self.pcs, self.instructions, strict=True))
+        return zip(self.pcs, self.instructions, strict=True)
 
     def __len__(self) -> int:
         return len(self.instructions)
@@ -97,30 +99,40 @@ class Program:
 
     def target_of(self, pc: int, insn: Instruction) -> int | None:
         """Slot index a jump or local call at ``pc`` transfers control to, if any."""
-        form = insn.spec.form
-        if form in (Form.JUMP, Form.COND_REG, Form.COND_IMM):
-            return pc + 1 + insn.off
-        if form is Form.JUMP_LONG or insn.spec.op is Op.CALL_LOCAL:
-            return pc + 1 + insn.imm
-        return None
+        field_name = _TARGET_FIELD.get(insn.spec.form)
+        if field_name is None:
+            return None
+        return pc + 1 + (insn.off if field_name == "off" else insn.imm)
+
+    @cached_property
+    def targets(self) -> tuple[int | None, ...]:
+        """:meth:`target_of` of every instruction, in order (computed once)."""
+        target_field = _TARGET_FIELD
+        result: list[int | None] = []
+        for pc, insn in zip(self.pcs, self.instructions, strict=True):
+            field_name = target_field.get(insn.spec.form)
+            if field_name is None:
+                result.append(None)
+            else:
+                result.append(pc + 1 + (insn.off if field_name == "off" else insn.imm))
+        return tuple(result)
 
     @cached_property
     def jump_targets(self) -> frozenset[int]:
         """Slot indexes some jump may land on."""
-        targets = set()
-        for pc, insn in self:
-            target = self.target_of(pc, insn)
-            if target is not None and insn.spec.op is not Op.CALL_LOCAL:
-                targets.add(target)
-        return frozenset(targets)
+        return frozenset(
+            target
+            for insn, target in zip(self.instructions, self.targets, strict=True)
+            if target is not None and insn.spec.op is not Op.CALL_LOCAL
+        )
 
     @cached_property
     def function_entries(self) -> frozenset[int]:
         """Slot indexes of subprogram entries: 0 and every local call target."""
         entries = {0}
-        for pc, insn in self:
-            if insn.spec.op is Op.CALL_LOCAL:
-                entries.add(pc + 1 + insn.imm)
+        for insn, target in zip(self.instructions, self.targets, strict=True):
+            if target is not None and insn.spec.op is Op.CALL_LOCAL:
+                entries.add(target)
         return frozenset(entries)
 
     @cached_property
@@ -129,25 +141,48 @@ class Program:
         entries = sorted(self.function_entries)
         return tuple(zip(entries, [*entries[1:], self.slot_count], strict=True))
 
+    @cached_property
+    def _blocks(self) -> dict[tuple[int, int], list[Block]]:
+        """The basic blocks of every function, keyed ``(entry, end)``, found in one pass.
+
+        A block starts at a function entry, a jump target, or after an instruction
+        that ends a block; function entries are leaders, so no block spans two.
+        """
+        leaders = set(self.function_entries) | self.jump_targets
+        for pc, insn in self:
+            if insn.spec.op in BLOCK_ENDING_OPS:
+                leaders.add(pc + insn.spec.slots)
+        functions = self.functions
+        result: dict[tuple[int, int], list[Block]] = {function: [] for function in functions}
+        remaining = iter(functions)
+        function = next(remaining)
+        start, body = 0, list[tuple[int, Instruction]]()
+        for pc, insn in self:
+            if pc in leaders and body:
+                result[function].append((start, tuple(body)))
+                body = []
+            if pc >= function[1]:
+                function = next(remaining)
+            if not body:
+                start = pc
+            body.append((pc, insn))
+        if body:
+            result[function].append((start, tuple(body)))
+        return result
+
     def basic_blocks(self, entry: int, end: int) -> list[Block]:
         """The basic blocks of the function occupying slots ``entry`` to ``end``."""
-        leaders = {entry}
-        members = [(pc, insn) for pc, insn in self if entry <= pc < end]
-        for pc, insn in members:
-            if insn.spec.op in BLOCK_ENDING_OPS:
-                if pc + insn.slots < end:
-                    leaders.add(pc + insn.slots)
-                target = self.target_of(pc, insn)
-                if target is not None and insn.spec.op is not Op.CALL_LOCAL:
-                    leaders.add(target)
-        starts: list[int] = []
-        bodies: list[list[tuple[int, Instruction]]] = []
-        for pc, insn in members:
-            if pc in leaders:
-                starts.append(pc)
-                bodies.append([])
-            bodies[-1].append((pc, insn))
-        blocks: list[Block] = [
-            (start, tuple(body)) for start, body in zip(starts, bodies, strict=True)
-        ]
-        return blocks
+        blocks = self._blocks.get((entry, end))
+        if blocks is None:
+            raise ValueError(f"slots {entry} to {end} are not a function of the program")
+        return list(blocks)
+
+
+_TARGET_FIELD: dict[Form, str] = {
+    Form.JUMP: "off",
+    Form.COND_REG: "off",
+    Form.COND_IMM: "off",
+    Form.JUMP_LONG: "imm",
+    Form.CALL_LOCAL: "imm",
+}
+"""Forms that transfer control, and the field holding their pc-relative offset."""

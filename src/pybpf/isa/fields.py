@@ -130,6 +130,8 @@ class CallKind(IntEnum):
 class Group(Enum):
     """Conformance groups of RFC 9669, section 2.4."""
 
+    __hash__ = object.__hash__  # members are singletons; C-level hashing for look-ups
+
     BASE32 = "base32"
     BASE64 = "base64"
     ATOMIC32 = "atomic32"

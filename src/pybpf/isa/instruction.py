@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pybpf.errors import DecodeError
 from pybpf.isa.fields import REGISTER_COUNT
@@ -21,13 +21,13 @@ _SLOT = struct.Struct("<BBhi")
 U64_MASK = (1 << 64) - 1
 
 
-@dataclass(frozen=True, slots=True)
-class Instruction:
+class Instruction(NamedTuple):
     """One decoded instruction: its table row plus its field values.
 
     ``off`` is signed 16-bit and ``imm`` signed 32-bit, except for the 64-bit
     immediate loads, whose ``imm`` holds the whole unsigned 64-bit value (low word
-    from the first slot, high word from the second).
+    from the first slot, high word from the second).  A named tuple: immutable, and
+    built several times faster than a frozen dataclass, which decoding feels.
     """
 
     spec: InsnSpec
@@ -45,7 +45,7 @@ class Instruction:
         if spec.selector is not None:
             name, value = spec.selector
             fields[name] = value
-        return cls(spec, **fields)
+        return cls(spec, fields["dst"], fields["src"], fields["off"], fields["imm"])
 
     @property
     def slots(self) -> int:
@@ -128,6 +128,20 @@ def decode_one(data: bytes | bytearray | memoryview, pc: int) -> Instruction:
     return Instruction(spec, **fields)
 
 
+def _plain_rows() -> dict[int, tuple[InsnSpec, bool, bool, bool, bool]]:
+    """Opcodes that alone name a one-slot row, with the fields that row may set."""
+    plain = {}
+    for opcode, rows in BY_OPCODE.items():
+        if len(rows) == 1 and rows[0].selector is None and rows[0].slots == 1:
+            used = FORM_FIELDS[rows[0].form]
+            plain[opcode] = (rows[0], "dst" in used, "src" in used, "off" in used, "imm" in used)
+    return plain
+
+
+_PLAIN_ROWS = _plain_rows()
+"""The decoder's fast path; every other opcode, and every invalid slot, takes decode_one."""
+
+
 def iter_decode(data: bytes | bytearray | memoryview) -> Iterator[tuple[int, Instruction]]:
     """Yield ``(pc, instruction)`` for every instruction of a bytecode buffer."""
     if len(data) % SLOT_SIZE:
@@ -137,8 +151,24 @@ def iter_decode(data: bytes | bytearray | memoryview) -> Iterator[tuple[int, Ins
         )
     pc = 0
     total = len(data) // SLOT_SIZE
+    unpack_from = _SLOT.unpack_from
+    plain_rows = _PLAIN_ROWS
     while pc < total:
-        insn = decode_one(data, pc)
+        opcode, regs, off, imm = unpack_from(data, pc * SLOT_SIZE)
+        plain = plain_rows.get(opcode)
+        if plain is not None:
+            spec, has_dst, has_src, has_off, has_imm = plain
+            dst, src = regs & 0x0F, regs >> 4
+            if (
+                (not dst or (has_dst and dst < REGISTER_COUNT))
+                and (not src or (has_src and src < REGISTER_COUNT))
+                and (not off or has_off)
+                and (not imm or has_imm)
+            ):
+                yield pc, Instruction(spec, dst, src, off, imm)
+                pc += 1
+                continue
+        insn = decode_one(data, pc)  # the general path: selectors, two slots, errors
         yield pc, insn
         pc += insn.slots
 

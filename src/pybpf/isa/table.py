@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 
 from pybpf.isa.fields import (
     ATOMIC_FETCH,
@@ -34,6 +35,10 @@ from pybpf.isa.fields import (
 
 class Op(Enum):
     """The semantic operation of an instruction: what it does, independent of encoding."""
+
+    # members are singletons: identity hashing is exact, and C-level (Enum's own
+    # __hash__ is a Python function, paid on every dict and set look-up)
+    __hash__ = object.__hash__
 
     # arithmetic and logic (dst = dst OP src)
     ADD = "add"
@@ -107,6 +112,8 @@ class Form(Enum):
     ``local`` are literal keywords.
     """
 
+    __hash__ = object.__hash__  # as for Op
+
     NONE = ""
     ALU_REG = "dst, src"
     ALU_IMM = "dst, imm"
@@ -170,7 +177,7 @@ class InsnSpec:
     """The (field, value) that tells this row apart from others with the same opcode."""
     aliases: tuple[str, ...] = field(default=())
 
-    @property
+    @cached_property
     def slots(self) -> int:
         """Number of 8-byte slots the instruction occupies (2 for 64-bit immediates)."""
         return 2 if self.form in (Form.LDDW, Form.LDDW_PSEUDO) else 1
@@ -183,12 +190,12 @@ class InsnSpec:
     def key(self) -> tuple[int, tuple[str, int] | None]:
         return (self.opcode, self.selector)
 
-    @property
+    @cached_property
     def writes_dst(self) -> bool:
         """Whether the instruction writes its ``dst`` register (r10 may never be one)."""
         return self.form in _DST_WRITING_FORMS and self.op is not Op.CALLX
 
-    @property
+    @cached_property
     def is_jump(self) -> bool:
         """Whether the instruction can transfer control other than to the next one."""
         return self.form in (Form.JUMP, Form.JUMP_LONG, Form.COND_REG, Form.COND_IMM)

@@ -13,6 +13,7 @@ import bisect
 
 from pybpf.errors import VerifierError
 from pybpf.isa.fields import FRAME_POINTER
+from pybpf.isa.instruction import Instruction
 from pybpf.isa.table import Op
 from pybpf.program import Program
 
@@ -23,9 +24,7 @@ _ENDS_FLOW = frozenset({Op.EXIT, Op.JA})
 """Operations after which control never falls through to the next instruction."""
 
 
-def _written_register(pc: int, program: Program) -> int | None:
-    insn = program.by_pc[pc]
-    assert insn is not None
+def _written_register(insn: Instruction) -> int | None:
     spec = insn.spec
     if spec.writes_dst:
         return insn.dst
@@ -47,10 +46,9 @@ def check_structure(program: Program) -> None:
         raise VerifierError(f"the program has {program.slot_count} instructions, over the limit")
     by_pc = program.by_pc
     entries = sorted(program.function_entries)
-    for pc, insn in program:
-        if _written_register(pc, program) == FRAME_POINTER:
+    for pc, insn, target in zip(program.pcs, program.instructions, program.targets, strict=True):
+        if _written_register(insn) == FRAME_POINTER:
             raise VerifierError(f"{insn.spec.mnemonic} writes r10, which is read-only", pc)
-        target = program.target_of(pc, insn)
         if target is None:
             continue
         what = "call" if insn.spec.op is Op.CALL_LOCAL else "jump"

@@ -696,7 +696,9 @@ def stack_footprint(program: Program, frame_size: int) -> tuple[int, int] | None
     if len(program.functions) > 1:
         return None
     touched: tuple[int, int] | None = None
-    for _pc, insn in program:
+    for insn in program.instructions:
+        if insn.dst != 10 and insn.src != 10:
+            continue  # unused register fields are 0, so r10 is not involved
         form = insn.spec.form
         if (form is Form.LOAD and insn.src == 10) or (form in _STORE_FORMS and insn.dst == 10):
             if not in_current_frame(10, insn.off, insn.spec.size, frame_size):
