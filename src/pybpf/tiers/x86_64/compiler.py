@@ -2,17 +2,25 @@
 
 Register mapping (eBPF -> x86-64): r0 rbx, r1 rdi, r2 rsi, r3 r8, r4 r9, r5 r10,
 r6 r12, r7 r13, r8 r14, r9 r15.  r10 is kept as a host pointer in rbp (the VM value
-is ``rbp - STACK_DELTA``), r11 holds the run context, and rax, rcx, rdx are scratch,
-so x86 division and shifts never disturb an eBPF register.
+is ``rbp - STACK_DELTA``), r11 holds the run context, rdx the instructions left in
+the budget, and rax and rcx are scratch, so x86 division and shifts never disturb an
+eBPF register (division saves the meter around its use of rdx).
 
 Every load and store translates its VM address through the region table
-(:mod:`~pybpf.tiers.x86_64.layout`) and branches to an out-of-line trap stub when
-the access leaves its region or writes a read-only one; only constant offsets from
-r10 inside the current frame skip the check.  The meter is charged per basic block;
-a block that would overrun it returns to Python, which hands the run to the
-interpreter at that block.  Helper calls go through one Python callback that reads
-its arguments from the context.  bpf-to-bpf calls are native calls with a shadow
-frame (return pc, r6-r9) in the context.
+(:mod:`~pybpf.tiers.x86_64.layout`).  The compiler predicts the region each base
+register points into (r10 the stack, r1 the input, copies and sums of those keep
+their region, constants name theirs), so a predicted access is two compares
+against that slot's bounds and an add; a miss, or an access nobody predicted,
+calls a shared routine that looks the slot up, and that routine leaves the run
+with a memory trap when the access is outside every region.  The prediction only
+picks the fast path: it never decides whether an access is allowed.  Only constant
+offsets from r10 inside the current frame skip the check.  The meter is charged
+per basic block; a block that would overrun it returns to Python, which hands the
+run to the interpreter at that block.  A division whose dividend and divisor are
+those of the division just before it (``n / d`` then ``n % d``) reuses its result.
+Helper calls go through one Python callback that reads its arguments from the
+context.  bpf-to-bpf calls are native calls with a shadow frame (return pc, r6-r9)
+in the context.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ REGISTER_MAP = (RBX, RDI, RSI, R8, R9, R10, R12, R13, R14, R15)
 """x86-64 register of eBPF r0-r9."""
 CTX = R11
 FP = RBP
+METER = RDX
+"""Instructions left in the budget; the context's ``BUDGET_LEFT`` only at the edges."""
 CALLER_SAVED_EBPF = (RDI, RSI, R8, R9, R10)
 """x86 registers of r1-r5, which a C call may clobber."""
 CALLEE_SAVED = (RBX, RBP, R12, R13, R14, R15)
@@ -78,20 +88,25 @@ class NativeCode:
     """Offset of ``status run(context)``: one run from the registers in the context."""
     batch_entry: int
     """Offset of ``status run_batch(context)``: the record loop (see :meth:`_Compiler.batch`)."""
+    memory_sites: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
+    """Return offset of each call of an address check -> (pc, size, write) of its access.
+
+    A failed check leaves the run with the return address in ``FAULT_INFO``, and this
+    names the access that faulted."""
     stubs: int = 0
     stubs_offset: int = 0
-    """Where the out-of-line trap stubs begin (after the last instruction's code)."""
+    """Where the out-of-line code begins (after the last instruction's code)."""
 
 
-@dataclass
-class _Stub:
-    """An out-of-line exit: a label, and what to record before leaving."""
+ColdPath = Callable[[], None]
+"""Out-of-line code, emitted after every function: binds its own label first."""
 
-    label: Label
-    status: int
-    pc: int
-    info: int = 0
-    undo_budget: int = 0
+Regions = list[int | None]
+"""The predicted region slot of each eBPF register r0-r10 (None: no prediction)."""
+
+_NO_PREDICTION: Regions = [None] * 10 + [STACK_BASE >> layout.SLOT_SHIFT]
+_ENTRY_PREDICTION: Regions = [None, INPUT_BASE >> layout.SLOT_SHIFT, *_NO_PREDICTION[2:]]
+"""At the program's entry r1 points at the input memory (``vm.run(mem)``)."""
 
 
 @dataclass
@@ -99,17 +114,41 @@ class _Compiler:
     program: Program
     config: MachineConfig
     asm: Assembler = field(default_factory=Assembler)
-    stubs: list[_Stub] = field(default_factory=list)
+    cold: list[ColdPath] = field(default_factory=list)
     block_labels: dict[int, Label] = field(default_factory=dict)
     function_labels: dict[int, Label] = field(default_factory=dict)
     offsets: dict[int, int] = field(default_factory=dict)
+    memory_sites: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
+    checks: dict[tuple[int, bool], Label] = field(default_factory=dict)
+    """The shared address-check routine of each (size, write), made on first use."""
     exit_ok: Label = Label(-1)
+    save_exit: Label = Label(-1)
+    budget_exit: Label = Label(-1)
+    regions: Regions = field(default_factory=list)
+    """The region prediction at the instruction being compiled."""
+    incoming: dict[int, Regions] = field(default_factory=dict)
+    """Predictions carried to forward jump targets, joined."""
+    values: list[int] = field(default_factory=list)
+    """A value number per eBPF register: equal numbers hold equal values."""
+    fresh_value: int = 0
+    quotient: tuple[int, tuple[str, int], int, bool] | None = None
+    """(dividend value, divisor, width, signed) of the division whose quotient is in rax
+    and remainder in rcx, while nothing has overwritten them."""
 
     # -- helpers ------------------------------------------------------------------
 
-    def stub(self, status: int, pc: int, info: int = 0, undo_budget: int = 0) -> Label:
+    def stub(self, status: int, pc: int) -> Label:
+        """An out-of-line exit with ``status`` that records ``pc`` as the trap's."""
         label = self.asm.label()
-        self.stubs.append(_Stub(label, status, pc, info, undo_budget))
+
+        def emit() -> None:
+            asm = self.asm
+            asm.bind(label)
+            asm.store_i(CTX, layout.TRAP_PC, pc)
+            asm.mov_ri(RAX, status, 32)
+            asm.jmp(self.save_exit)
+
+        self.cold.append(emit)
         return label
 
     def value_of(self, reg: int, scratch: int) -> int:
@@ -121,22 +160,67 @@ class _Compiler:
         return scratch
 
     def translate(self, base: int, off: int, size: int, write: bool, pc: int) -> None:
-        """Leave the host address of ``[base + off]`` in rax, or trap."""
+        """Leave the host address of ``[base + off]`` in rax (clobbers rcx), or trap.
+
+        With a predicted region the check is inline; a miss takes the shared routine.
+        """
         asm = self.asm
-        fault = self.stub(TrapKind.MEMORY_ACCESS, pc, size | (256 if write else 0))
         source = self.value_of(base, RAX)
-        if off or source != RAX:
+        if off:
             asm.lea(RAX, source, off)
-        asm.mov_rr(RDX, RAX)
-        asm.shift_ri(ShiftOp.SHR, RDX, layout.SLOT_SHIFT)
-        asm.alu_ri(_CMP, RDX, layout.SLOT_COUNT - 1)
-        asm.jcc(Cond.A, fault)
+        elif source != RAX:
+            asm.mov_rr(RAX, source)
+        check = self.checks.get((size, write))
+        if check is None:
+            check = self.checks[size, write] = asm.label()
+        slot = self.regions[base]
+        if slot is None:
+            asm.call(check)
+            self.memory_sites[asm.pos] = (pc, size, write)
+            return
+        slow, back = asm.label(), asm.label()
         lowest = layout.LO_WRITE if write else layout.LO_READ
-        asm.alu_rm(_CMP, RAX, CTX, layout.TABLE + lowest, index=RDX, scale=8)
-        asm.jcc(Cond.B, fault)
-        asm.alu_rm(_CMP, RAX, CTX, layout.TABLE + layout.LAST[size], index=RDX, scale=8)
-        asm.jcc(Cond.A, fault)
-        asm.alu_rm(_ADD, RAX, CTX, layout.TABLE + layout.DELTA, index=RDX, scale=8)
+        asm.alu_rm(_CMP, RAX, CTX, layout.table_field(lowest, slot))
+        asm.jcc(Cond.B, slow)
+        asm.alu_rm(_CMP, RAX, CTX, layout.table_field(layout.LAST[size], slot))
+        asm.jcc(Cond.A, slow)
+        asm.alu_rm(_ADD, RAX, CTX, layout.table_field(layout.DELTA, slot))
+        asm.bind(back)
+
+        def emit() -> None:
+            asm.bind(slow)
+            asm.call(check)
+            self.memory_sites[asm.pos] = (pc, size, write)
+            asm.jmp(back)
+
+        self.cold.append(emit)
+
+    def address_check(self, label: Label, size: int, write: bool) -> None:
+        """The shared check: rax = VM address in, host address out; rcx clobbered.
+
+        Outside every region it leaves the run, its caller's return address in
+        ``FAULT_INFO`` (see :attr:`NativeCode.memory_sites`).
+        """
+        asm = self.asm
+        fault = asm.label()
+        asm.bind(label)
+        asm.mov_rr(RCX, RAX)
+        asm.shift_ri(ShiftOp.SHR, RCX, layout.SLOT_SHIFT)
+        asm.alu_ri(_CMP, RCX, layout.SLOT_COUNT - 1)
+        asm.jcc(Cond.A, fault, short=True)
+        lowest = layout.LO_WRITE if write else layout.LO_READ
+        asm.alu_rm(_CMP, RAX, CTX, layout.TABLE + lowest, index=RCX, scale=8)
+        asm.jcc(Cond.B, fault, short=True)
+        asm.alu_rm(_CMP, RAX, CTX, layout.TABLE + layout.LAST[size], index=RCX, scale=8)
+        asm.jcc(Cond.A, fault, short=True)
+        asm.alu_rm(_ADD, RAX, CTX, layout.TABLE + layout.DELTA, index=RCX, scale=8)
+        asm.ret()
+        asm.bind(fault)
+        asm.load(RCX, RSP, 0)
+        asm.store_r(CTX, layout.FAULT_ADDRESS, RAX)
+        asm.store_r(CTX, layout.FAULT_INFO, RCX)
+        asm.mov_ri(RAX, TrapKind.MEMORY_ACCESS, 32)
+        asm.jmp(self.save_exit)
 
     def in_frame(self, base: int, off: int, size: int) -> bool:
         """A constant offset from r10 inside the current frame: the access cannot miss."""
@@ -144,8 +228,18 @@ class _Compiler:
 
     def charge(self, count: int, pc: int) -> None:
         """Meter ``count`` instructions at the start of the block at ``pc``."""
-        self.asm.alu_mi(_SUB, CTX, layout.BUDGET_LEFT, count)
-        self.asm.jcc(Cond.B, self.stub(Status.OUT_OF_BUDGET, pc, undo_budget=count))
+        asm = self.asm
+        label = asm.label()
+        asm.alu_ri(_SUB, METER, count)
+        asm.jcc(Cond.B, label)
+
+        def emit() -> None:
+            asm.bind(label)
+            asm.mov_ri(RAX, pc, 32)
+            asm.mov_ri(RCX, count, 32)
+            asm.jmp(self.budget_exit)
+
+        self.cold.append(emit)
 
     # -- program --------------------------------------------------------------------
 
@@ -153,8 +247,7 @@ class _Compiler:
         asm = self.asm
         for entry, _end in self.program.functions:
             self.function_labels[entry] = asm.label()
-        save_exit = asm.label()
-        self.exit_ok = asm.label()
+        self.save_exit, self.exit_ok, self.budget_exit = asm.label(), asm.label(), asm.label()
         entry_offset = asm.pos
         self.prologue()
         self.load_registers()
@@ -163,29 +256,97 @@ class _Compiler:
         batch_offset = asm.pos
         self.prologue()
         self.batch()
+        jump_targets = self.program.jump_targets
         for entry, end in self.program.functions:
             asm.bind(self.function_labels[entry])
             blocks = self.program.basic_blocks(entry, end)
             for start, _block in blocks:
                 self.block_labels[start] = asm.label()
+            self.regions = list(_ENTRY_PREDICTION if entry == 0 else _NO_PREDICTION)
+            self.incoming.clear()
+            falls_through = True
             for start, block in blocks:
+                self.enter_block(start, start in jump_targets or start == entry, falls_through)
                 asm.bind(self.block_labels[start])
                 self.offsets[start] = asm.pos  # the block's meter charge shows with its first
                 self.charge(len(block), start)
                 for pc, insn in block:
                     self.offsets.setdefault(pc, asm.pos)
                     self.instruction(pc, insn)
+                    self.after(insn)
+                falls_through = block[-1][1].spec.op not in _NO_FALL_THROUGH
                 # blocks are laid out in program order: falling through needs no code
         stubs_offset = asm.pos
-        self.emit_stubs(save_exit)
+        cold_count = len(self.cold)
+        for emit in self.cold:
+            emit()
+        for (size, write), label in self.checks.items():
+            self.address_check(label, size, write)
+        asm.bind(self.budget_exit)
+        asm.alu_rr(_ADD, METER, RCX)  # undo the charge of the block that did not run
+        asm.store_r(CTX, layout.RESUME_PC, RAX)
+        asm.mov_ri(RAX, Status.OUT_OF_BUDGET, 32)
+        asm.jmp(self.save_exit)
         asm.bind(self.exit_ok)
         asm.mov_ri(RAX, Status.OK, 32)
-        asm.bind(save_exit)
+        asm.bind(self.save_exit)
         self.epilogue()
         code = asm.finish()
         return NativeCode(
-            code, self.offsets, entry_offset, batch_offset, len(self.stubs), stubs_offset
+            code,
+            self.offsets,
+            entry_offset,
+            batch_offset,
+            self.memory_sites,
+            cold_count,
+            stubs_offset,
         )
+
+    def enter_block(self, start: int, is_target: bool, falls_through: bool) -> None:
+        """Set the predictions and value numbers that hold at the start of a block."""
+        incoming = self.incoming.pop(start, None)
+        if incoming is not None:
+            self.regions = _join(self.regions, incoming) if falls_through else incoming
+        elif not falls_through:
+            self.regions = list(_NO_PREDICTION)  # reached only backwards: nothing known
+        if is_target:  # more than one way in: values from the fall-through are unknown
+            self.values = list(range(self.fresh_value, self.fresh_value + 11))
+            self.fresh_value += 11
+            self.quotient = None
+
+    def after(self, insn: Instruction) -> None:
+        """Follow ``insn``'s effect on the region predictions and value numbers."""
+        spec = insn.spec
+        op = spec.op
+        if (
+            op not in _KEEPS_SCRATCH
+            or 10 in (insn.dst, insn.src)
+            or (op in _SHIFTS and spec.form is Form.ALU_REG)
+        ):
+            if op not in _DIVISIONS:
+                self.quotient = None
+        written = _written_registers(insn)
+        if not written:
+            return
+        regions, values = self.regions, self.values
+        dst = insn.dst
+        if op is Op.MOV and spec.form is Form.ALU_REG:
+            regions[dst] = regions[insn.src]
+            if spec.width == 64:
+                values[dst] = values[insn.src]
+                return
+        elif op is Op.MOV or op is Op.LDDW:
+            imm = insn.imm & WIDTH_MASK[spec.width] if op is Op.MOV else insn.imm
+            regions[dst] = imm >> layout.SLOT_SHIFT if 0 < imm < 1 << 32 else None
+        elif op in _POINTER_ARITHMETIC and written == (dst,):
+            if spec.form is Form.ALU_REG and regions[dst] is None and op is Op.ADD:
+                regions[dst] = regions[insn.src]  # scalar + pointer
+        else:
+            for reg in written:
+                regions[reg] = None
+        for reg in written:
+            values[reg] = self.fresh_value
+            self.fresh_value += 1
 
     def prologue(self) -> None:
         """Save the C callee-saved registers and remember rsp for every exit path."""
@@ -237,10 +398,9 @@ class _Compiler:
                 asm.zero(reg)
         asm.mov_ri(r1, INPUT_BASE)
         asm.load(FP, CTX, layout.STACK_TOP_HOST)
-        asm.load(RAX, CTX, layout.BATCH_BUDGET)
-        asm.store_r(CTX, layout.BUDGET_LEFT, RAX)
         asm.store_i(CTX, layout.DEPTH, 0)
         self.zero_stack()
+        asm.load(METER, CTX, layout.BATCH_BUDGET)
         asm.call(self.function_labels[0])
         asm.load(RAX, CTX, layout.BATCH_INDEX)
         asm.load(RCX, CTX, layout.BATCH_OUT)
@@ -274,19 +434,21 @@ class _Compiler:
         asm.jcc(Cond.NE, loop)
 
     def load_registers(self) -> None:
-        """Take the eBPF registers from the context (r10 as a host pointer)."""
+        """Take the eBPF registers and the meter from the context (r10 as a host pointer)."""
         asm = self.asm
         for ebpf, reg in enumerate(REGISTER_MAP):
             asm.load(reg, CTX, layout.REGS + 8 * ebpf)
         asm.load(FP, CTX, layout.REGS + 80)
         asm.alu_rm(_ADD, FP, CTX, layout.STACK_DELTA)
+        asm.load(METER, CTX, layout.BUDGET_LEFT)
 
     def epilogue(self) -> None:
-        """Store the eBPF registers back and return the status in eax."""
+        """Store the eBPF registers and the meter back and return the status in eax."""
         asm = self.asm
         asm.load(RSP, CTX, layout.SAVED_RSP)
         for ebpf, reg in enumerate(REGISTER_MAP):
             asm.store_r(CTX, layout.REGS + 8 * ebpf, reg)
+        asm.store_r(CTX, layout.BUDGET_LEFT, METER)
         asm.mov_rr(RCX, FP)
         asm.alu_rm(_SUB, RCX, CTX, layout.STACK_DELTA)
         asm.store_r(CTX, layout.REGS + 80, RCX)
@@ -294,21 +456,6 @@ class _Compiler:
         for reg in reversed(CALLEE_SAVED):
             asm.pop(reg)
         asm.ret()
-
-    def emit_stubs(self, save_exit: Label) -> None:
-        asm = self.asm
-        for stub in self.stubs:
-            asm.bind(stub.label)
-            if stub.undo_budget:
-                asm.alu_mi(_ADD, CTX, layout.BUDGET_LEFT, stub.undo_budget)
-                asm.store_i(CTX, layout.RESUME_PC, stub.pc)
-            else:
-                asm.store_i(CTX, layout.TRAP_PC, stub.pc)
-            if stub.status == TrapKind.MEMORY_ACCESS:
-                asm.store_r(CTX, layout.FAULT_ADDRESS, RAX)
-                asm.store_i(CTX, layout.FAULT_INFO, stub.info)
-            asm.mov_ri(RAX, stub.status, 32)
-            asm.jmp(save_exit)
 
     # -- instructions ----------------------------------------------------------------
 
@@ -360,51 +507,52 @@ class _Compiler:
         self.division(pc, insn)
 
     def division(self, pc: int, insn: Instruction) -> None:
-        """DIV/SDIV/MOD/SMOD with RFC 9669's answers for zero and INT_MIN / -1."""
+        """DIV/SDIV/MOD/SMOD with RFC 9669's answers for zero and INT_MIN / -1.
+
+        Every path leaves the quotient in rax and the remainder in rcx, so the next
+        division of the same values (see :meth:`after`) is a move.  rdx, the meter,
+        is saved around x86 ``div``, which writes it.
+        """
         asm = self.asm
         spec = insn.spec
         width = spec.width
         dst = REGISTER_MAP[insn.dst]
-        op = spec.op
-        signed = op in (Op.SDIV, Op.SMOD)
-        modulo = op in (Op.MOD, Op.SMOD)
-        done = asm.label()
-        if spec.form is Form.ALU_IMM:
-            divisor = insn.imm & WIDTH_MASK[width]
-            if divisor == 0:
-                self._by_zero(dst, width, modulo)
-                return
+        signed = spec.op in (Op.SDIV, Op.SMOD)
+        modulo = spec.op in (Op.MOD, Op.SMOD)
+        immediate = spec.form is Form.ALU_IMM
+        divisor = insn.imm & WIDTH_MASK[width] if immediate else None
+        if divisor == 0:
+            self.quotient = None
+            if not modulo:
+                asm.zero(dst)
+            elif width == 32:
+                asm.mov_rr(dst, dst, 32)
+            return
+        operand = ("imm", divisor) if divisor is not None else ("reg", self.values[insn.src])
+        done_key = (self.values[insn.dst], operand, width, signed)
+        if self.quotient == done_key:
+            asm.mov_rr(dst, RCX if modulo else RAX, width)
+            return
+        asm.push(METER)
+        asm.mov_rr(RAX, dst, width)
+        if divisor is not None:
             asm.mov_ri(RCX, divisor, width)
         else:
             source = self.value_of(insn.src, RCX)
             if source != RCX:
                 asm.mov_rr(RCX, source, width)
+        done = asm.label()
+        if divisor is None:
             by_zero = asm.label()
             asm.test_rr(RCX, RCX, width)
             asm.jcc(Cond.E, by_zero)
-            self._divide(dst, width, signed, modulo, done)
-            asm.bind(by_zero)
-            self._by_zero(dst, width, modulo)
-            asm.bind(done)
-            return
-        self._divide(dst, width, signed, modulo, done)
-        asm.bind(done)
-
-    def _divide(self, dst: int, width: int, signed: bool, modulo: bool, done: Label) -> None:
-        """rcx holds a non-zero divisor; leaves the result in ``dst`` and jumps to ``done``."""
-        asm = self.asm
-        if signed:
-            # x86 idiv faults on INT_MIN / -1; RFC 9669 wants INT_MIN and 0
-            general = asm.label()
+            self.cold.append(lambda: self._quotient_by_zero(by_zero, done))
+        if signed and divisor in (None, WIDTH_MASK[width]):
+            # x86 idiv faults on INT_MIN / -1; RFC 9669 wants INT_MIN and 0 (x / -1 = -x)
+            minus_one = asm.label()
             asm.alu_ri(_CMP, RCX, -1, width)
-            asm.jcc(Cond.NE, general)
-            if modulo:
-                asm.zero(dst)
-            else:
-                asm.unary(UnaryOp.NEG, dst, width)
-            asm.jmp(done)
-            asm.bind(general)
-        asm.mov_rr(RAX, dst, width)
+            asm.jcc(Cond.E, minus_one)
+            self.cold.append(lambda: self._quotient_by_minus_one(minus_one, done, width))
         if signed:
             if width == 64:
                 asm.cqo()
@@ -414,14 +562,25 @@ class _Compiler:
         else:
             asm.zero(RDX)
             asm.unary(UnaryOp.DIV, RCX, width)
-        asm.mov_rr(dst, RDX if modulo else RAX, width)
-        asm.jmp(done)
+        asm.bind(done)
+        asm.mov_rr(RCX, RDX)
+        asm.pop(METER)
+        asm.mov_rr(dst, RCX if modulo else RAX, width)
+        self.quotient = done_key
 
-    def _by_zero(self, dst: int, width: int, modulo: bool) -> None:
-        if not modulo:
-            self.asm.zero(dst)
-        elif width == 32:
-            self.asm.mov_rr(dst, dst, 32)
+    def _quotient_by_zero(self, label: Label, done: Label) -> None:
+        """x / 0: quotient 0, remainder x (rax holds x, zero-extended when 32-bit)."""
+        self.asm.bind(label)
+        self.asm.mov_rr(RDX, RAX)
+        self.asm.zero(RAX)
+        self.asm.jmp(done)
+
+    def _quotient_by_minus_one(self, label: Label, done: Label, width: int) -> None:
+        """x / -1 (signed): quotient -x, wrapping for INT_MIN; remainder 0."""
+        self.asm.bind(label)
+        self.asm.unary(UnaryOp.NEG, RAX, width)
+        self.asm.zero(RDX)
+        self.asm.jmp(done)
 
     def neg(self, pc: int, insn: Instruction) -> None:
         self.asm.unary(UnaryOp.NEG, REGISTER_MAP[insn.dst], insn.spec.width)
@@ -462,33 +621,31 @@ class _Compiler:
     def store(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
         size = insn.spec.size
-        immediate = insn.spec.form is Form.STORE_IMM
-        value = RCX
-        if not immediate:
-            value = self.value_of(insn.src, RCX)
         if self.in_frame(insn.dst, insn.off, size):
             base, disp = FP, insn.off
         else:
             self.translate(insn.dst, insn.off, size, True, pc)
             base, disp = RAX, 0
-        if immediate:
+        if insn.spec.form is Form.STORE_IMM:
             imm = insn.imm if size == 8 else insn.imm & WIDTH_MASK[size * 8]
             asm.store_i(base, disp, imm, size * 8)
-        else:
-            asm.store_r(base, disp, value, size * 8)
+        else:  # the value after the check, which may clobber rcx
+            asm.store_r(base, disp, self.value_of(insn.src, RCX), size * 8)
 
     def atomic(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
         spec = insn.spec
         width = spec.width
-        src = self.value_of(insn.src, RCX)  # r10 only where the source is not written back
         self.translate(insn.dst, insn.off, spec.size, True, pc)
+        src = self.value_of(insn.src, RCX)  # r10 only where the source is not written back
         op = spec.op
         if op is Op.ATOMIC_CMPXCHG:
+            asm.push(METER)
             asm.mov_rr(RDX, RAX)
             asm.mov_rr(RAX, REGISTER_MAP[0])
             asm.lock_cmpxchg(RDX, 0, src, width)
             asm.mov_rr(REGISTER_MAP[0], RAX, width)  # r0 = old, zero-extended
+            asm.pop(METER)
             return
         if op is Op.ATOMIC_XCHG:
             asm.mov_rr(RCX, src, width)
@@ -504,6 +661,7 @@ class _Compiler:
             asm.mov_rr(src, RCX, width)
             return
         # fetch-or/and/xor: a compare-and-swap loop returning the old value
+        asm.push(METER)
         asm.mov_rr(RDX, RAX)
         retry = asm.label()
         asm.bind(retry)
@@ -513,6 +671,7 @@ class _Compiler:
         asm.lock_cmpxchg(RDX, 0, RCX, width)
         asm.jcc(Cond.NE, retry)
         asm.mov_rr(src, RAX, width)
+        asm.pop(METER)
 
     def packet_load(self, pc: int, insn: Instruction) -> None:
         """Legacy LD_ABS/LD_IND: a big-endian read of the input; a miss ends the run."""
@@ -546,7 +705,17 @@ class _Compiler:
     def jump(self, pc: int, insn: Instruction) -> None:
         target = self.program.target_of(pc, insn)
         assert target is not None
+        self.carry(pc, target)
         self.asm.jmp(self.block_labels[target])
+
+    def carry(self, pc: int, target: int) -> None:
+        """Take the region predictions along a forward jump (back edges are not followed:
+        a prediction only picks a fast path, so it may be wrong)."""
+        if target > pc:
+            known = self.incoming.get(target)
+            self.incoming[target] = (
+                list(self.regions) if known is None else _join(known, self.regions)
+            )
 
     def conditional(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
@@ -562,7 +731,9 @@ class _Compiler:
             asm.alu_ri(_CMP, dst, insn.imm, width)
         else:
             asm.alu_rr(_CMP, dst, self.value_of(insn.src, RCX), width)
-        asm.jcc(_JUMP_CONDITIONS[spec.op], self.block_labels[pc + 1 + insn.off])
+        target = pc + 1 + insn.off
+        self.carry(pc, target)
+        asm.jcc(_JUMP_CONDITIONS[spec.op], self.block_labels[target])
 
     def helper_call(self, pc: int, insn: Instruction) -> None:
         """Call the Python helper callback with r1-r5 and the helper number in the context."""
@@ -574,6 +745,7 @@ class _Compiler:
         for index, reg in enumerate(CALLER_SAVED_EBPF):
             asm.store_r(CTX, layout.HELPER_ARGS + 8 * index, reg)
         asm.store_i(CTX, layout.TRAP_PC, pc)
+        asm.store_r(CTX, layout.BUDGET_LEFT, METER)
         # align the native stack to 16 bytes for the C ABI, remembering the old rsp
         asm.mov_rr(RAX, RSP)
         asm.alu_ri(_AND, RSP, -16)
@@ -588,6 +760,7 @@ class _Compiler:
         asm.load(RSP, RSP, 0)
         for index, reg in enumerate(CALLER_SAVED_EBPF):
             asm.load(reg, CTX, layout.HELPER_ARGS + 8 * index)
+        asm.load(METER, CTX, layout.BUDGET_LEFT)
         asm.test_rr(RAX, RAX, 32)
         asm.jcc(Cond.NE, self.stub(Status.CALLBACK, pc))
         asm.load(REGISTER_MAP[0], CTX, layout.HELPER_RESULT)
@@ -603,11 +776,11 @@ class _Compiler:
         asm.jcc(Cond.AE, self.stub(TrapKind.CALL_DEPTH_EXCEEDED, pc))
         asm.lea(RCX, RAX, 1)
         asm.store_r(CTX, layout.DEPTH, RCX)
-        asm.imul_rri(RDX, RAX, layout.FRAME_SIZE)
-        asm.alu_rr(_ADD, RDX, CTX)
-        asm.store_i(RDX, layout.FRAMES, pc + 1)
+        asm.imul_rri(RCX, RAX, layout.FRAME_SIZE)
+        asm.alu_rr(_ADD, RCX, CTX)
+        asm.store_i(RCX, layout.FRAMES, pc + 1)
         for index, ebpf in enumerate((6, 7, 8, 9)):
-            asm.store_r(RDX, layout.FRAMES + 8 + 8 * index, REGISTER_MAP[ebpf])
+            asm.store_r(RCX, layout.FRAMES + 8 + 8 * index, REGISTER_MAP[ebpf])
         asm.alu_ri(_SUB, FP, stack_size)
         for bound in lowest:
             asm.alu_mi(_SUB, CTX, bound, stack_size)
@@ -620,10 +793,10 @@ class _Compiler:
         asm.load(RAX, CTX, layout.DEPTH)
         asm.alu_ri(_SUB, RAX, 1)
         asm.store_r(CTX, layout.DEPTH, RAX)
-        asm.imul_rri(RDX, RAX, layout.FRAME_SIZE)
-        asm.alu_rr(_ADD, RDX, CTX)
+        asm.imul_rri(RCX, RAX, layout.FRAME_SIZE)
+        asm.alu_rr(_ADD, RCX, CTX)
         for index, ebpf in enumerate((6, 7, 8, 9)):
-            asm.load(REGISTER_MAP[ebpf], RDX, layout.FRAMES + 8 + 8 * index)
+            asm.load(REGISTER_MAP[ebpf], RCX, layout.FRAMES + 8 + 8 * index)
 
     def exit(self, pc: int, insn: Instruction) -> None:
         # every function, the main one included, is entered by a native call
@@ -684,6 +857,39 @@ _LOWERINGS: dict[Op, _Lowering] = {
 """How each operation becomes machine code."""
 
 LOWERED_OPS = frozenset(_LOWERINGS)
+
+_NO_FALL_THROUGH = frozenset({Op.JA, Op.EXIT})
+_DIVISIONS = frozenset({Op.DIV, Op.SDIV, Op.MOD, Op.SMOD})
+_POINTER_ARITHMETIC = frozenset({Op.ADD, Op.SUB})
+"""A pointer plus or minus a scalar still points into its region (as a prediction)."""
+_KEEPS_SCRATCH = frozenset(
+    {*_ALU_OPS, Op.MUL, Op.MOV, Op.NEG, Op.MOVSX, Op.LE, Op.BE, Op.BSWAP, Op.LDDW}
+    | {*_SHIFTS, *_JUMP_CONDITIONS}
+)
+"""Operations whose code writes neither rax nor rcx, unless an operand is r10 or a shift
+count is a register: a division's results survive them (see :meth:`_Compiler.after`)."""
+_CALL_WRITES: dict[Op, tuple[int, ...]] = {
+    Op.CALL: (0,),
+    Op.CALLX: (0,),
+    Op.CALL_LOCAL: (0, 1, 2, 3, 4, 5),
+    Op.LD_ABS: (0,),
+    Op.LD_IND: (0,),
+}
+"""Registers written by operations that have no ``dst``: r0, and a callee's r1-r5."""
+
+
+def _written_registers(insn: Instruction) -> tuple[int, ...]:
+    spec = insn.spec
+    if spec.writes_dst:
+        return (insn.dst,)
+    if spec.fetch:  # atomics with fetch write the old value back
+        return (0,) if spec.op is Op.ATOMIC_CMPXCHG else (insn.src,)
+    return _CALL_WRITES.get(spec.op, ())
+
+
+def _join(first: Regions, second: Regions) -> Regions:
+    """The prediction that holds on both ways in: where they disagree, none."""
+    return [a if a == b else None for a, b in zip(first, second, strict=True)]
 
 
 def stack_footprint(program: Program, frame_size: int) -> tuple[int, int] | None:

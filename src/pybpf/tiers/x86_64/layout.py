@@ -34,12 +34,14 @@ NO_ACCESS = (1 << 64) - 1
 TABLE = 0
 REGS = TABLE + len(TABLE_FIELDS) * FIELD_STRIDE
 BUDGET_LEFT = REGS + 11 * 8
+"""Instructions left; native code keeps it in a register and stores it on the way out."""
 DEPTH = BUDGET_LEFT + 8
 SAVED_RSP = DEPTH + 8
 TRAP_PC = SAVED_RSP + 8
 FAULT_ADDRESS = TRAP_PC + 8
 FAULT_INFO = FAULT_ADDRESS + 8
-"""Size of the faulting access in the low byte, 1 in bit 8 for a write."""
+"""The return address of the failed address check: names the access (its pc, size and
+direction) through ``NativeCode.memory_sites``."""
 STACK_DELTA = FAULT_INFO + 8
 """Host address of the stack buffer minus its VM address: turns r10 into a host pointer."""
 PACKET_HOST = STACK_DELTA + 8

@@ -326,7 +326,7 @@ class CompiledNative:
             resume = self._words[layout.RESUME_PC // 8]
             return self._reference.resume(m, resume, executed, list(regs), frames)
         if status == TrapKind.MEMORY_ACCESS:
-            size, write = info & 0xFF, bool(info & 0x100)
+            pc, size, write = self.native.memory_sites[info - self._code.address]
             m.memory.translate(address, size, write, pc)  # raises the interpreter's error
             raise MemoryAccessError(pc, address, size, write)
         if status == TrapKind.CALL_DEPTH_EXCEEDED:
