@@ -69,6 +69,16 @@ _JUMP_CONDITIONS: dict[Op, Cond] = {
     Op.JSLE: Cond.LE,
     Op.JSET: Cond.NE,
 }
+_ATOMIC_OPS = frozenset(
+    {
+        Op.ATOMIC_ADD,
+        Op.ATOMIC_OR,
+        Op.ATOMIC_AND,
+        Op.ATOMIC_XOR,
+        Op.ATOMIC_XCHG,
+        Op.ATOMIC_CMPXCHG,
+    }
+)
 _ATOMIC_ALU: dict[Op, AluOp] = {
     Op.ATOMIC_ADD: _ADD,
     Op.ATOMIC_OR: _OR,
@@ -93,6 +103,9 @@ class NativeCode:
 
     A failed check leaves the run with the return address in ``FAULT_INFO``, and this
     names the access that faulted."""
+    saved_registers: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Return pc of each local call -> the registers of r6-r9 its shadow frame holds; the
+    others the callee never writes, so their values now are the caller's."""
     stubs: int = 0
     stubs_offset: int = 0
     """Where the out-of-line code begins (after the last instruction's code)."""
@@ -132,6 +145,8 @@ class _Compiler:
     """A value number per eBPF register: equal numbers hold equal values."""
     fresh_value: int = 0
     quotient: tuple[int, tuple[str, int], int, bool] | None = None
+    saved_registers: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    callee_effects: dict[int, CalleeEffects] = field(default_factory=dict)
     """(dividend value, divisor, width, signed) of the division whose quotient is in rax
     and remainder in rcx, while nothing has overwritten them."""
 
@@ -245,6 +260,7 @@ class _Compiler:
 
     def compile(self) -> NativeCode:
         asm = self.asm
+        self.callee_effects = callee_effects(self.program, self.config.stack_size)
         for entry, _end in self.program.functions:
             self.function_labels[entry] = asm.label()
         self.save_exit, self.exit_ok, self.budget_exit = asm.label(), asm.label(), asm.label()
@@ -298,6 +314,7 @@ class _Compiler:
             entry_offset,
             batch_offset,
             self.memory_sites,
+            self.saved_registers,
             cold_count,
             stubs_offset,
         )
@@ -398,7 +415,6 @@ class _Compiler:
                 asm.zero(reg)
         asm.mov_ri(r1, INPUT_BASE)
         asm.load(FP, CTX, layout.STACK_TOP_HOST)
-        asm.store_i(CTX, layout.DEPTH, 0)
         self.zero_stack()
         asm.load(METER, CTX, layout.BATCH_BUDGET)
         asm.call(self.function_labels[0])
@@ -766,37 +782,47 @@ class _Compiler:
         asm.load(REGISTER_MAP[0], CTX, layout.HELPER_RESULT)
 
     def local_call(self, pc: int, insn: Instruction) -> None:
-        """A bpf-to-bpf call: depth check, shadow frame, a fresh stack frame, native call."""
+        """A bpf-to-bpf call: depth check, shadow frame, a fresh stack frame, native call.
+
+        The depth is r10's: the call traps when r10 is already the deepest frame's.
+        The shadow frame (return pc, and those of r6-r9 the callee may change) is
+        where Python finds it when the meter hands the run over inside the callee;
+        the callee's native return restores the same registers from it.
+        """
         asm = self.asm
         stack_size = self.config.stack_size
-        stack_slot = STACK_BASE >> layout.SLOT_SHIFT
-        lowest = [layout.table_field(f, stack_slot) for f in (layout.LO_READ, layout.LO_WRITE)]
-        asm.load(RAX, CTX, layout.DEPTH)
-        asm.alu_ri(_CMP, RAX, self.config.max_call_depth - 1)
-        asm.jcc(Cond.AE, self.stub(TrapKind.CALL_DEPTH_EXCEEDED, pc))
-        asm.lea(RCX, RAX, 1)
-        asm.store_r(CTX, layout.DEPTH, RCX)
-        asm.imul_rri(RCX, RAX, layout.FRAME_SIZE)
-        asm.alu_rr(_ADD, RCX, CTX)
-        asm.store_i(RCX, layout.FRAMES, pc + 1)
-        for index, ebpf in enumerate((6, 7, 8, 9)):
-            asm.store_r(RCX, layout.FRAMES + 8 + 8 * index, REGISTER_MAP[ebpf])
-        asm.alu_ri(_SUB, FP, stack_size)
-        for bound in lowest:
-            asm.alu_mi(_SUB, CTX, bound, stack_size)
         target = self.program.target_of(pc, insn)
         assert target is not None
+        effects = self.callee_effects[target]
+        saved = self.saved_registers[pc + 1] = effects.writes
+        asm.alu_rm(_CMP, FP, CTX, layout.FP_LIMIT)
+        asm.jcc(Cond.BE, self.stub(TrapKind.CALL_DEPTH_EXCEEDED, pc))
+        asm.mov_rr(RCX, FP)
+        asm.alu_rm(_ADD, RCX, CTX, layout.SHADOW_DELTA)
+        asm.store_i(RCX, 0, pc + 1)
+        for ebpf in saved:
+            asm.store_r(RCX, 8 * (ebpf - 5), REGISTER_MAP[ebpf])
+        asm.alu_ri(_SUB, FP, stack_size)
+        if effects.needs_frame_bottom:
+            self.set_frame_bottom()
         asm.call(self.function_labels[target])
         asm.alu_ri(_ADD, FP, stack_size)
-        for bound in lowest:
-            asm.alu_mi(_ADD, CTX, bound, stack_size)
-        asm.load(RAX, CTX, layout.DEPTH)
-        asm.alu_ri(_SUB, RAX, 1)
-        asm.store_r(CTX, layout.DEPTH, RAX)
-        asm.imul_rri(RCX, RAX, layout.FRAME_SIZE)
-        asm.alu_rr(_ADD, RCX, CTX)
-        for index, ebpf in enumerate((6, 7, 8, 9)):
-            asm.load(REGISTER_MAP[ebpf], RCX, layout.FRAMES + 8 + 8 * index)
+        if effects.needs_frame_bottom:
+            self.set_frame_bottom()
+        if saved:
+            asm.mov_rr(RCX, FP)
+            asm.alu_rm(_ADD, RCX, CTX, layout.SHADOW_DELTA)
+            for ebpf in saved:
+                asm.load(REGISTER_MAP[ebpf], RCX, 8 * (ebpf - 5))
+
+    def set_frame_bottom(self) -> None:
+        """Make the stack slot's lowest address the current frame's (plain stores, so a
+        call loop carries no dependency through memory)."""
+        asm = self.asm
+        asm.mov_rr(RAX, FP)
+        asm.alu_rm(_SUB, RAX, CTX, layout.FRAME_LO_DELTA)
+        for field_offset in _STACK_LOWEST:
+            asm.store_r(CTX, field_offset, RAX)
 
     def exit(self, pc: int, insn: Instruction) -> None:
         # every function, the main one included, is entered by a native call
@@ -834,17 +860,7 @@ _LOWERINGS: dict[Op, _Lowering] = {
     Op.LOAD: _Compiler.load,
     Op.LOADSX: _Compiler.load,
     Op.STORE: _Compiler.store,
-    **{
-        op: _Compiler.atomic
-        for op in (
-            Op.ATOMIC_ADD,
-            Op.ATOMIC_OR,
-            Op.ATOMIC_AND,
-            Op.ATOMIC_XOR,
-            Op.ATOMIC_XCHG,
-            Op.ATOMIC_CMPXCHG,
-        )
-    },
+    **{op: _Compiler.atomic for op in _ATOMIC_OPS},
     Op.LD_ABS: _Compiler.packet_load,
     Op.LD_IND: _Compiler.packet_load,
     Op.JA: _Compiler.jump,
@@ -885,6 +901,71 @@ def _written_registers(insn: Instruction) -> tuple[int, ...]:
     if spec.fetch:  # atomics with fetch write the old value back
         return (0,) if spec.op is Op.ATOMIC_CMPXCHG else (insn.src,)
     return _CALL_WRITES.get(spec.op, ())
+
+
+_STACK_LOWEST = tuple(
+    layout.table_field(lowest, STACK_BASE >> layout.SLOT_SHIFT)
+    for lowest in (layout.LO_READ, layout.LO_WRITE)
+)
+
+
+@dataclass(frozen=True)
+class CalleeEffects:
+    """What a function, with everything it calls, does that a native call must prepare."""
+
+    writes: tuple[int, ...]
+    """The registers among r6-r9 it may write: the caller's are saved and restored."""
+    needs_frame_bottom: bool
+    """It has checked memory accesses or helper calls, which read the stack's lowest
+    address from the region table: the table must follow the call."""
+
+
+def callee_effects(program: Program, frame_size: int) -> dict[int, CalleeEffects]:
+    """:class:`CalleeEffects` of every function, by entry."""
+    effects: dict[int, set[int]] = {entry: set() for entry, _end in program.functions}
+    calls: dict[int, set[int]] = {entry: set() for entry in effects}
+    entries = sorted(effects)
+    function = 0
+    for pc, insn, target in zip(program.pcs, program.instructions, program.targets, strict=True):
+        while function + 1 < len(entries) and pc >= entries[function + 1]:
+            function += 1
+        entry = entries[function]
+        effects[entry].update(reg for reg in _written_registers(insn) if 6 <= reg <= 9)
+        if _reads_frame_bottom(insn, frame_size):
+            effects[entry].add(_READS_BOTTOM)
+        if insn.spec.op is Op.CALL_LOCAL and target is not None:
+            calls[entry].add(target)
+    changed = True
+    while changed:  # close over calls (recursion included)
+        changed = False
+        for entry, callees in calls.items():
+            before = len(effects[entry])
+            for callee in callees:
+                effects[entry] |= effects.get(callee, set())
+            changed |= len(effects[entry]) != before
+    return {
+        entry: CalleeEffects(tuple(sorted(found - {_READS_BOTTOM})), _READS_BOTTOM in found)
+        for entry, found in effects.items()
+    }
+
+
+_READS_BOTTOM = 11
+"""Beside r6-r9 in :func:`callee_effects`' sets: the function reads the stack bound."""
+_CHECKED_ACCESS_BASE: dict[Form, str] = {
+    Form.LOAD: "src",
+    Form.STORE_IMM: "dst",
+    Form.STORE_REG: "dst",
+}
+
+
+def _reads_frame_bottom(insn: Instruction, frame_size: int) -> bool:
+    spec = insn.spec
+    if spec.op in (Op.CALL, Op.CALLX) or spec.op in _ATOMIC_OPS:
+        return True
+    base = _CHECKED_ACCESS_BASE.get(spec.form)
+    if base is None:
+        return False
+    return not in_current_frame(getattr(insn, base), insn.off, spec.size, frame_size)
 
 
 def _join(first: Regions, second: Regions) -> Regions:

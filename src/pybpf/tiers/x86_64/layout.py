@@ -35,8 +35,10 @@ TABLE = 0
 REGS = TABLE + len(TABLE_FIELDS) * FIELD_STRIDE
 BUDGET_LEFT = REGS + 11 * 8
 """Instructions left; native code keeps it in a register and stores it on the way out."""
-DEPTH = BUDGET_LEFT + 8
-SAVED_RSP = DEPTH + 8
+FRAME_LO_DELTA = BUDGET_LEFT + 8
+"""``STACK_DELTA`` plus the frame size: the host r10 minus this is the frame's lowest VM
+address, which calls and returns write into the stack slot's table entry."""
+SAVED_RSP = FRAME_LO_DELTA + 8
 TRAP_PC = SAVED_RSP + 8
 FAULT_ADDRESS = TRAP_PC + 8
 FAULT_INFO = FAULT_ADDRESS + 8
@@ -66,13 +68,23 @@ STACK_HOST = STACK_TOP_HOST + 8
 """Host address of the bottom of the whole stack area."""
 BATCH_STRIDE = STACK_HOST + 8
 """Size of every record when they all have one (offsets and lengths are then unused)."""
-FRAMES = BATCH_STRIDE + 8
-FRAME_SIZE = 40
-"""A shadow call frame: return pc, then r6-r9 of the caller."""
+FP_LIMIT = BATCH_STRIDE + 8
+"""Host address of the deepest frame's top: a call from a frame whose host r10 is at or
+below it would exceed the call depth."""
+SHADOW_DELTA = FP_LIMIT + 8
+"""Host r10 plus this is where a call made from that frame keeps its shadow frame."""
+FRAMES = SHADOW_DELTA + 8
+"""The shadow frames: one every frame size bytes, the main program's call at the top,
+each the return pc then the caller's r6-r9 (those the callee may change)."""
 
 
-def context_size(max_call_depth: int) -> int:
-    return FRAMES + FRAME_SIZE * max_call_depth
+def context_size(max_call_depth: int, stack_size: int) -> int:
+    return FRAMES + stack_size * max_call_depth
+
+
+def shadow_frame(level: int, max_call_depth: int, stack_size: int) -> int:
+    """Context offset of the shadow frame of call ``level`` (0: made by the main program)."""
+    return FRAMES + stack_size * (max_call_depth - 1 - level)
 
 
 def table_field(field: int, slot: int) -> int:

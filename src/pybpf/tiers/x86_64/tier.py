@@ -42,7 +42,10 @@ _ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
 _CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64)
 
 _STATE = struct.Struct("<20Q")
-"""The words from REGS to PACKET_LENGTH: registers, meter, depth, trap data, stack, packet."""
+"""The words from REGS to PACKET_LENGTH: registers, meter, frame bottom, trap data, stack,
+packet."""
+_CALL_LIMITS = struct.Struct("<2Q")
+"""FP_LIMIT and SHADOW_DELTA."""
 _HELPER_CALL = struct.Struct("<6Q")
 """The helper number and its five arguments."""
 _FRAME = struct.Struct("<5Q")
@@ -89,7 +92,7 @@ class CompiledNative:
         self._entry = _ENTRY_TYPE(self._code.address + self.native.entry)
         self._batch_entry = _ENTRY_TYPE(self._code.address + self.native.batch_entry)
         # the context is a bytearray pinned for the object's lifetime: struct writes it fast
-        self._context = bytearray(layout.context_size(config.max_call_depth))
+        self._context = bytearray(layout.context_size(config.max_call_depth, config.stack_size))
         self._context_pin = ctypes.c_char.from_buffer(self._context)
         self._context_address = ctypes.addressof(self._context_pin)
         self._words = memoryview(self._context).cast("Q")
@@ -185,20 +188,31 @@ class CompiledNative:
             )
             for first_word, value in zip(_FIELD_WORDS, values, strict=True):
                 words[first_word + slot] = value
-        stack, packet = m.stack, m.packet
+        stack, packet, config = m.stack, m.packet, m.config
+        stack_host = pinned.address_of(stack)
+        stack_delta = stack_host - stack.base
         _STATE.pack_into(
             context,
             layout.REGS,
             *m.regs,
-            m.config.budget - m.instructions,
-            0,  # depth
+            config.budget - m.instructions,
+            (stack_delta + config.stack_size) & MASK64,
             0,  # saved rsp
             0,  # trap pc
             0,  # fault address
             0,  # fault info
-            (pinned.address_of(stack) - stack.base) & MASK64,
+            stack_delta & MASK64,
             0 if packet is None else pinned.address_of(packet),
             0 if packet is None else len(packet),
+        )
+        top = stack_host + len(stack)
+        shadow_top = self._context_address + layout.FRAMES
+        shadow_top += config.stack_size * config.max_call_depth
+        _CALL_LIMITS.pack_into(
+            context,
+            layout.FP_LIMIT,
+            top - (config.max_call_depth - 1) * config.stack_size,
+            (shadow_top - top - config.stack_size) & MASK64,
         )
         return True
 
@@ -295,16 +309,16 @@ class CompiledNative:
         m.stack.vm_start = m.stack.vm_end - m.config.stack_size
         self._words[_STACK_LO // 8] = m.stack.vm_start
         self._words[_STACK_LO_WRITE // 8] = m.stack.vm_start
-        self._words[layout.DEPTH // 8] = 0
 
     def _finish(self, m: Machine, status: int) -> int:
         state = _STATE.unpack_from(self._context, layout.REGS)
         regs = m.regs
         regs[:] = state[:11]
-        left, depth, _rsp, pc, address, info = state[11:17]
-        executed = m.config.budget - left
+        left, _frame_lo, _rsp, pc, address, info = state[11:17]
+        config = m.config
+        executed = config.budget - left
         m.instructions = executed
-        m.stack.vm_start = self._words[_STACK_LO // 8]
+        m.stack.vm_start = regs[10] - config.stack_size  # the table may lag in leaf calls
         if status == Status.OK:
             return regs[0]
         if status == Status.PACKET_MISS:
@@ -317,11 +331,15 @@ class CompiledNative:
             regs[0] = (m.stop_value or 0) & MASK64
             return regs[0]
         if status == Status.OUT_OF_BUDGET:
-            frames = []
+            frames: list[Frame] = []
+            depth = (m.stack.vm_end - regs[10]) // config.stack_size
             for level in range(depth):
-                ret, *saved = _FRAME.unpack_from(
-                    self._context, layout.FRAMES + level * layout.FRAME_SIZE
-                )
+                offset = layout.shadow_frame(level, config.max_call_depth, config.stack_size)
+                ret, *kept = _FRAME.unpack_from(self._context, offset)
+                # a register the callee (with all it calls) never writes is still the caller's
+                saved = list(regs[6:10])
+                for reg in self.native.saved_registers[ret]:
+                    saved[reg - 6] = kept[reg - 6]
                 frames.append(Frame(ret, (saved[0], saved[1], saved[2], saved[3])))
             resume = self._words[layout.RESUME_PC // 8]
             return self._reference.resume(m, resume, executed, list(regs), frames)
