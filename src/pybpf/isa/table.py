@@ -157,9 +157,13 @@ FORM_FIELDS: dict[Form, frozenset[str]] = {
 """Instruction fields each form gives meaning to; every other field is reserved (zero)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class InsnSpec:
-    """One row of the instruction table."""
+    """One row of the instruction table.
+
+    Rows are unique objects, compared and hashed by identity (C-level): tiers key
+    their per-row tables by them, and decoding looks them up per instruction.
+    """
 
     opcode: int
     mnemonic: str

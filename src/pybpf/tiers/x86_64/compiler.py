@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pybpf.errors import TrapKind
 from pybpf.isa.instruction import Instruction
 from pybpf.isa.semantics import MASK64, WIDTH_MASK
-from pybpf.isa.table import FORM_FIELDS, Form, Op
-from pybpf.program import Program
+from pybpf.isa.table import FORM_FIELDS, INSTRUCTIONS, Form, InsnSpec, Op
+from pybpf.program import Block, Program
 from pybpf.runtime.machine import MachineConfig, in_current_frame
 from pybpf.runtime.memory import INPUT_BASE, STACK_BASE
 from pybpf.tiers.x86_64 import layout
@@ -133,6 +133,8 @@ class _Compiler:
     offsets: dict[int, int] = field(default_factory=dict)
     memory_sites: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
     checks: dict[tuple[int, bool], Label] = field(default_factory=dict)
+    handovers: list[tuple[Label, int]] = field(default_factory=list)
+    """The exit of each meter checkpoint that finds the budget short, with its pc."""
     """The shared address-check routine of each (size, write), made on first use."""
     exit_ok: Label = Label(-1)
     save_exit: Label = Label(-1)
@@ -241,20 +243,21 @@ class _Compiler:
         """A constant offset from r10 inside the current frame: the access cannot miss."""
         return in_current_frame(base, off, size, self.config.stack_size)
 
-    def charge(self, count: int, pc: int) -> None:
-        """Meter ``count`` instructions at the start of the block at ``pc``."""
+    def meter(self, count: int, pc: int, limit: int | None) -> None:
+        """Charge the ``count`` instructions of the block at ``pc``.
+
+        At a checkpoint (``limit`` set) first make sure the budget covers the
+        ``limit`` instructions that may run before the next one; if it does not,
+        the run goes to the interpreter at this block, which finishes it exactly.
+        Between checkpoints the budget cannot run out, so charging is one ``sub``.
+        """
         asm = self.asm
-        label = asm.label()
+        if limit is not None:
+            label = asm.label()
+            asm.alu_ri(_CMP, METER, limit)
+            asm.jcc(Cond.B, label)
+            self.handovers.append((label, pc))
         asm.alu_ri(_SUB, METER, count)
-        asm.jcc(Cond.B, label)
-
-        def emit() -> None:
-            asm.bind(label)
-            asm.mov_ri(RAX, pc, 32)
-            asm.mov_ri(RCX, count, 32)
-            asm.jmp(self.budget_exit)
-
-        self.cold.append(emit)
 
     # -- program --------------------------------------------------------------------
 
@@ -281,25 +284,35 @@ class _Compiler:
             self.regions = list(_ENTRY_PREDICTION if entry == 0 else _NO_PREDICTION)
             self.incoming.clear()
             falls_through = True
+            checkpoints = meter_checkpoints(self.program, blocks)
+            offsets, buf, rows = self.offsets, asm.buf, _ROWS
             for start, block in blocks:
                 self.enter_block(start, start in jump_targets or start == entry, falls_through)
                 asm.bind(self.block_labels[start])
-                self.offsets[start] = asm.pos  # the block's meter charge shows with its first
-                self.charge(len(block), start)
+                offsets[start] = len(buf)  # the block's meter charge shows with its first
+                self.meter(len(block), start, checkpoints.get(start))
                 for pc, insn in block:
-                    self.offsets.setdefault(pc, asm.pos)
-                    self.instruction(pc, insn)
-                    self.after(insn)
+                    if pc != start:
+                        offsets[pc] = len(buf)
+                    row = rows[insn.spec]
+                    row.lower(self, pc, insn)
+                    if not row.keeps_scratch or insn.dst == 10 or insn.src == 10:
+                        self.quotient = None
+                    if row.dst_region is not None or row.other_writes is not None:
+                        self.after(insn, row)
                 falls_through = block[-1][1].spec.op not in _NO_FALL_THROUGH
                 # blocks are laid out in program order: falling through needs no code
         stubs_offset = asm.pos
-        cold_count = len(self.cold)
+        cold_count = len(self.cold) + len(self.handovers)
         for emit in self.cold:
             emit()
+        for label, pc in self.handovers:
+            asm.bind(label)
+            asm.mov_ri(RAX, pc, 32)
+            asm.jmp(self.budget_exit)
         for (size, write), label in self.checks.items():
             self.address_check(label, size, write)
         asm.bind(self.budget_exit)
-        asm.alu_rr(_ADD, METER, RCX)  # undo the charge of the block that did not run
         asm.store_r(CTX, layout.RESUME_PC, RAX)
         asm.mov_ri(RAX, Status.OUT_OF_BUDGET, 32)
         asm.jmp(self.save_exit)
@@ -331,39 +344,23 @@ class _Compiler:
             self.fresh_value += 11
             self.quotient = None
 
-    def after(self, insn: Instruction) -> None:
-        """Follow ``insn``'s effect on the region predictions and value numbers."""
-        spec = insn.spec
-        op = spec.op
-        if (
-            op not in _KEEPS_SCRATCH
-            or 10 in (insn.dst, insn.src)
-            or (op in _SHIFTS and spec.form is Form.ALU_REG)
-        ):
-            if op not in _DIVISIONS:
-                self.quotient = None
-        written = _written_registers(insn)
-        if not written:
-            return
+    def after(self, insn: Instruction, row: _Row) -> None:
+        """Follow ``insn``'s writes in the region predictions and value numbers."""
         regions, values = self.regions, self.values
-        dst = insn.dst
-        if op is Op.MOV and spec.form is Form.ALU_REG:
-            regions[dst] = regions[insn.src]
-            if spec.width == 64:
+        rule = row.dst_region
+        if rule is not None:
+            dst = insn.dst
+            regions[dst] = rule(regions, insn)
+            if row.copies_value:
                 values[dst] = values[insn.src]
-                return
-        elif op is Op.MOV or op is Op.LDDW:
-            imm = insn.imm & WIDTH_MASK[spec.width] if op is Op.MOV else insn.imm
-            regions[dst] = imm >> layout.SLOT_SHIFT if 0 < imm < 1 << 32 else None
-        elif op in _POINTER_ARITHMETIC and written == (dst,):
-            if spec.form is Form.ALU_REG and regions[dst] is None and op is Op.ADD:
-                regions[dst] = regions[insn.src]  # scalar + pointer
-        else:
-            for reg in written:
+            else:
+                values[dst] = self.fresh_value
+                self.fresh_value += 1
+        elif row.other_writes is not None:
+            for reg in _OTHER_WRITES[row.other_writes](insn):
                 regions[reg] = None
-        for reg in written:
-            values[reg] = self.fresh_value
-            self.fresh_value += 1
+                values[reg] = self.fresh_value
+                self.fresh_value += 1
 
     def prologue(self) -> None:
         """Save the C callee-saved registers and remember rsp for every exit path."""
@@ -475,52 +472,53 @@ class _Compiler:
 
     # -- instructions ----------------------------------------------------------------
 
-    def instruction(self, pc: int, insn: Instruction) -> None:
-        op = insn.spec.op
-        _LOWERINGS[op](self, pc, insn)  # every row: see test_every_tier_lowers_or_refuses
+    def move(self, pc: int, insn: Instruction) -> None:
+        spec = insn.spec
+        width = spec.width
+        dst = REGISTER_MAP[insn.dst]
+        if spec.form is Form.ALU_IMM:
+            self.asm.mov_ri(dst, insn.imm & WIDTH_MASK[width] if width == 32 else insn.imm, width)
+        else:
+            self.asm.mov_rr(dst, self.value_of(insn.src, RCX), width)
 
-    def alu(self, pc: int, insn: Instruction) -> None:
+    def binary(self, pc: int, insn: Instruction) -> None:
+        """ADD, SUB, AND, OR, XOR: one x86 instruction each."""
+        spec = insn.spec
+        operation = _ALU_OPS[spec.op]
+        if spec.form is Form.ALU_IMM:
+            self.asm.alu_ri(operation, REGISTER_MAP[insn.dst], insn.imm, spec.width)
+        else:
+            source = self.value_of(insn.src, RCX)
+            self.asm.alu_rr(operation, REGISTER_MAP[insn.dst], source, spec.width)
+
+    def multiply(self, pc: int, insn: Instruction) -> None:
+        spec = insn.spec
+        dst = REGISTER_MAP[insn.dst]
+        if spec.form is Form.ALU_IMM:
+            self.asm.imul_rri(dst, dst, insn.imm, spec.width)
+        else:
+            self.asm.imul_rr(dst, self.value_of(insn.src, RCX), spec.width)
+
+    def shift(self, pc: int, insn: Instruction) -> None:
+        """Shift counts are masked to the width, as x86 does for counts in cl."""
         asm = self.asm
         spec = insn.spec
         width = spec.width
         dst = REGISTER_MAP[insn.dst]
-        op = spec.op
-        immediate = spec.form is Form.ALU_IMM
-        if op is Op.MOV:
-            if immediate:
-                asm.mov_ri(dst, insn.imm & WIDTH_MASK[width] if width == 32 else insn.imm, width)
-            else:
-                asm.mov_rr(dst, self.value_of(insn.src, RCX), width)
+        shift = _SHIFTS[spec.op]
+        if spec.form is Form.ALU_IMM:
+            amount = insn.imm & (width - 1)
+            if amount:
+                asm.shift_ri(shift, dst, amount, width)
+            elif width == 32:
+                asm.mov_rr(dst, dst, 32)
             return
-        if op in _ALU_OPS:
-            if immediate:
-                asm.alu_ri(_ALU_OPS[op], dst, insn.imm, width)
-            else:
-                asm.alu_rr(_ALU_OPS[op], dst, self.value_of(insn.src, RCX), width)
-            return
-        if op is Op.MUL:
-            if immediate:
-                asm.imul_rri(dst, dst, insn.imm, width)
-            else:
-                asm.imul_rr(dst, self.value_of(insn.src, RCX), width)
-            return
-        if op in _SHIFTS:
-            shift = _SHIFTS[op]
-            if immediate:
-                amount = insn.imm & (width - 1)
-                if amount:
-                    asm.shift_ri(shift, dst, amount, width)
-                elif width == 32:
-                    asm.mov_rr(dst, dst, 32)
-                return
-            source = self.value_of(insn.src, RCX)
-            if source != RCX:
-                asm.mov_rr(RCX, source)
-            asm.shift_cl(shift, dst, width)
-            if width == 32:
-                asm.mov_rr(dst, dst, 32)  # a shift by 0 may leave the upper half
-            return
-        self.division(pc, insn)
+        source = self.value_of(insn.src, RCX)
+        if source != RCX:
+            asm.mov_rr(RCX, source)
+        asm.shift_cl(shift, dst, width)
+        if width == 32:
+            asm.mov_rr(dst, dst, 32)  # a shift by 0 may leave the upper half
 
     def division(self, pc: int, insn: Instruction) -> None:
         """DIV/SDIV/MOD/SMOD with RFC 9669's answers for zero and INT_MIN / -1.
@@ -832,25 +830,11 @@ class _Compiler:
 _Lowering = Callable[[_Compiler, int, Instruction], None]
 
 _LOWERINGS: dict[Op, _Lowering] = {
-    **{
-        op: _Compiler.alu
-        for op in (
-            Op.ADD,
-            Op.SUB,
-            Op.MUL,
-            Op.DIV,
-            Op.SDIV,
-            Op.MOD,
-            Op.SMOD,
-            Op.OR,
-            Op.AND,
-            Op.XOR,
-            Op.LSH,
-            Op.RSH,
-            Op.ARSH,
-            Op.MOV,
-        )
-    },
+    Op.MOV: _Compiler.move,
+    **{op: _Compiler.binary for op in _ALU_OPS},
+    Op.MUL: _Compiler.multiply,
+    **{op: _Compiler.shift for op in _SHIFTS},
+    **{op: _Compiler.division for op in (Op.DIV, Op.SDIV, Op.MOD, Op.SMOD)},
     Op.NEG: _Compiler.neg,
     Op.MOVSX: _Compiler.movsx,
     Op.LE: _Compiler.byte_order,
@@ -876,8 +860,6 @@ LOWERED_OPS = frozenset(_LOWERINGS)
 
 _NO_FALL_THROUGH = frozenset({Op.JA, Op.EXIT})
 _DIVISIONS = frozenset({Op.DIV, Op.SDIV, Op.MOD, Op.SMOD})
-_POINTER_ARITHMETIC = frozenset({Op.ADD, Op.SUB})
-"""A pointer plus or minus a scalar still points into its region (as a prediction)."""
 _KEEPS_SCRATCH = frozenset(
     {*_ALU_OPS, Op.MUL, Op.MOV, Op.NEG, Op.MOVSX, Op.LE, Op.BE, Op.BSWAP, Op.LDDW}
     | {*_SHIFTS, *_JUMP_CONDITIONS}
@@ -892,6 +874,122 @@ _CALL_WRITES: dict[Op, tuple[int, ...]] = {
     Op.LD_IND: (0,),
 }
 """Registers written by operations that have no ``dst``: r0, and a callee's r1-r5."""
+
+
+RegionRule = Callable[[Regions, Instruction], int | None]
+"""The predicted region of an instruction's ``dst`` after it, from those before it."""
+
+
+def _copied_region(regions: Regions, insn: Instruction) -> int | None:
+    return regions[insn.src]
+
+
+def _kept_region(regions: Regions, insn: Instruction) -> int | None:
+    return regions[insn.dst]  # a pointer plus or minus a scalar
+
+
+def _sum_region(regions: Regions, insn: Instruction) -> int | None:
+    here = regions[insn.dst]
+    return regions[insn.src] if here is None else here  # a scalar plus a pointer
+
+
+def _constant_region(regions: Regions, insn: Instruction) -> int | None:
+    spec = insn.spec
+    value = insn.imm & WIDTH_MASK[spec.width] if spec.op is Op.MOV else insn.imm
+    return value >> layout.SLOT_SHIFT if 0 < value < 1 << 32 else None
+
+
+def _no_region(regions: Regions, insn: Instruction) -> int | None:
+    return None
+
+
+_REGION_RULES: dict[tuple[Op, Form], RegionRule] = {
+    (Op.MOV, Form.ALU_REG): _copied_region,
+    (Op.MOV, Form.ALU_IMM): _constant_region,
+    (Op.LDDW, Form.LDDW): _constant_region,
+    (Op.ADD, Form.ALU_IMM): _kept_region,
+    (Op.SUB, Form.ALU_IMM): _kept_region,
+    (Op.SUB, Form.ALU_REG): _kept_region,
+    (Op.ADD, Form.ALU_REG): _sum_region,
+}
+"""How the instructions that move pointers carry predictions; every other write forgets."""
+_OTHER_WRITES: dict[str, Callable[[Instruction], tuple[int, ...]]] = {
+    "src": lambda insn: (insn.src,),
+    "r0": lambda insn: (0,),
+    "callee": lambda insn: (0, 1, 2, 3, 4, 5),
+}
+"""Registers written by instructions without a ``dst`` result (atomic fetches, calls)."""
+
+
+@dataclass(frozen=True)
+class _Row:
+    """What the compiler needs of one instruction-table row, looked up once per instruction."""
+
+    lower: _Lowering
+    keeps_scratch: bool
+    """Its code leaves rax and rcx alone unless an operand is r10 (divisions set them)."""
+    dst_region: RegionRule | None
+    """For rows that write ``dst``: its predicted region after the instruction."""
+    copies_value: bool
+    """A 64-bit register move: ``dst`` then holds the same value as ``src``."""
+    other_writes: str | None
+    """For rows that write registers other than ``dst``: a key of _OTHER_WRITES."""
+
+
+def _row(spec: InsnSpec) -> _Row:
+    op, form = spec.op, spec.form
+    keeps = op in _DIVISIONS or (
+        op in _KEEPS_SCRATCH and not (op in _SHIFTS and form is Form.ALU_REG)
+    )
+    if spec.writes_dst:
+        rule = _REGION_RULES.get((op, form), _no_region)
+        copies = op is Op.MOV and form is Form.ALU_REG and spec.width == 64
+        return _Row(_LOWERINGS[op], keeps, rule, copies, None)
+    others = None
+    if spec.fetch:
+        others = "r0" if op is Op.ATOMIC_CMPXCHG else "src"
+    elif op in _CALL_WRITES:
+        others = "callee" if op is Op.CALL_LOCAL else "r0"
+    return _Row(_LOWERINGS[op], keeps, None, False, others)
+
+
+_ROWS: dict[InsnSpec, _Row] = {spec: _row(spec) for spec in INSTRUCTIONS if spec.op in _LOWERINGS}
+"""Every lowered row of the instruction table (refused rows never reach the compiler)."""
+
+
+def meter_checkpoints(program: Program, blocks: list[Block]) -> dict[int, int]:
+    """The blocks of a function where the meter is checked, each with how many
+    instructions may run from its start before the next check.
+
+    Checks sit at the function's entry, at every target of a backward jump (so each
+    loop iteration passes one) and after every local call (the callee spent budget
+    of its own).  Between checks control only moves forward, so the longest such
+    path is a sum over a DAG, found in one backward pass.
+    """
+    checkpoints = {blocks[0][0]}
+    successors: list[list[int]] = []
+    for index, (start, block) in enumerate(blocks):
+        last_pc, last = block[-1]
+        op = last.spec.op
+        after = blocks[index + 1][0] if index + 1 < len(blocks) else None
+        following = []
+        if after is not None and op not in _NO_FALL_THROUGH:
+            following.append(after)
+            if op is Op.CALL_LOCAL:
+                checkpoints.add(after)
+        if last.spec.is_jump:
+            target = program.target_of(last_pc, last)
+            assert target is not None
+            following.append(target)
+            if target <= start:
+                checkpoints.add(target)
+        successors.append(following)
+    longest: dict[int, int] = {}
+    for index in reversed(range(len(blocks))):
+        start, block = blocks[index]
+        ahead = [longest[t] for t in successors[index] if t > start and t not in checkpoints]
+        longest[start] = len(block) + max(ahead, default=0)
+    return {start: longest[start] for start in checkpoints}
 
 
 def _written_registers(insn: Instruction) -> tuple[int, ...]:
@@ -921,27 +1019,38 @@ class CalleeEffects:
 
 
 def callee_effects(program: Program, frame_size: int) -> dict[int, CalleeEffects]:
-    """:class:`CalleeEffects` of every function, by entry."""
-    effects: dict[int, set[int]] = {entry: set() for entry, _end in program.functions}
-    calls: dict[int, set[int]] = {entry: set() for entry in effects}
-    entries = sorted(effects)
-    function = 0
-    for pc, insn, target in zip(program.pcs, program.instructions, program.targets, strict=True):
-        while function + 1 < len(entries) and pc >= entries[function + 1]:
-            function += 1
-        entry = entries[function]
-        effects[entry].update(reg for reg in _written_registers(insn) if 6 <= reg <= 9)
-        if _reads_frame_bottom(insn, frame_size):
-            effects[entry].add(_READS_BOTTOM)
-        if insn.spec.op is Op.CALL_LOCAL and target is not None:
-            calls[entry].add(target)
+    """:class:`CalleeEffects` of every function that some local call enters, by entry."""
+    call_targets = [
+        target if insn.spec.op is Op.CALL_LOCAL else None
+        for insn, target in zip(program.instructions, program.targets, strict=True)
+    ]
+    called = set(call_targets) - {None}
+    effects: dict[int, set[int]] = {}
+    calls: dict[int, set[int]] = {}
+    instructions, pcs = program.instructions, program.pcs
+    first = {pc: index for index, pc in enumerate(pcs)}
+    for entry, end in program.functions:
+        if entry not in called:
+            continue
+        found: set[int] = set()
+        callees: set[int] = set()
+        effects[entry], calls[entry] = found, callees
+        index = first[entry]
+        while index < len(instructions) and pcs[index] < end:
+            insn, target = instructions[index], call_targets[index]
+            found.update(reg for reg in _written_registers(insn) if 6 <= reg <= 9)
+            if _reads_frame_bottom(insn, frame_size):
+                found.add(_READS_BOTTOM)
+            if target is not None:
+                callees.add(target)
+            index += 1
     changed = True
     while changed:  # close over calls (recursion included)
         changed = False
         for entry, callees in calls.items():
             before = len(effects[entry])
             for callee in callees:
-                effects[entry] |= effects.get(callee, set())
+                effects[entry] |= effects[callee]
             changed |= len(effects[entry]) != before
     return {
         entry: CalleeEffects(tuple(sorted(found - {_READS_BOTTOM})), _READS_BOTTOM in found)
