@@ -36,6 +36,10 @@ from typing import Any
 import pybpf
 from pybpf.asm import assemble
 from pybpf.batch import BatchInput, prepare_batch
+from pybpf.program import Program
+from pybpf.runtime.machine import MachineConfig
+from pybpf.tiers import get_tier
+from pybpf.verifier.structural import check_structure
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 MASK64 = (1 << 64) - 1
@@ -253,8 +257,6 @@ class SteadyTiming:
     ns_per_run: float
 
 
-STEADY_STATE_LIMIT_NS = 200_000
-"""Programs whose single run takes longer are already dominated by their own code."""
 STEADY_STATE_TARGET_NS = 20_000_000
 """How long the copies of one steady-state batch should take in all."""
 
@@ -264,7 +266,10 @@ class CompileTiming:
     tier: str
     instructions: int
     ns: float
-    """Median time to construct a VM (load-time checks and compilation)."""
+    """Median time to construct a VM from a new program object: load-time checks, the
+    program's analyses (basic blocks...) and compilation."""
+    compile_ns: float
+    """Median time of the tier's compilation alone, of a checked program."""
 
 
 @dataclass
@@ -416,7 +421,7 @@ def measure_program(
         run_ns = record(
             tier, checked_samples(label, partial(_run_each, vm, records), expected, settings)
         )
-        if run_ns < STEADY_STATE_LIMIT_NS and not bench.batch:
+        if not bench.batch:
             copies = max(1, min(1000, int(STEADY_STATE_TARGET_NS // (run_ns * len(inputs)))))
             prepared_copies = prepare_batch(list(inputs) * copies)
             samples = checked_samples(
@@ -475,21 +480,32 @@ def straight_line_program(length: int, seed: int = 4) -> pybpf.Program:
 
 
 def measure_compiles(tiers: Sequence[str], size: int, settings: Settings, report: Report) -> None:
-    """Median time to construct a VM for a generated ``size``-instruction program."""
+    """Median times to construct a VM, and to compile alone, for a generated
+    ``size``-instruction program; each sample takes a new program object, so nothing
+    one sample derives from the program (blocks, targets) serves the next."""
     program = straight_line_program(size)
     expected = pybpf.VM(program).run()  # also warms up imports shared by the tiers
+    config = MachineConfig()
     for tier in tiers:
         try:
             check(f"{program.name} on {tier}", [pybpf.VM(program, tier=tier).run()], [expected])
         except (pybpf.TierUnavailableError, pybpf.InvalidProgramError) as exc:
             report.refused.append(f"{program.name} on {tier}: {exc}")
             continue
-        samples = []
-        for _ in range(max(3, settings.repeat)):
+        totals, compiles = [], []
+        for _ in range(max(11, settings.repeat)):
+            fresh = Program(program.instructions, program.name)
             start = time.perf_counter_ns()
-            pybpf.VM(program, tier=tier)
-            samples.append(time.perf_counter_ns() - start)
-        report.compiles.append(CompileTiming(tier, size, statistics.median(samples)))
+            pybpf.VM(fresh, tier=tier)
+            totals.append(time.perf_counter_ns() - start)
+            fresh = Program(program.instructions, program.name)
+            check_structure(fresh)
+            start = time.perf_counter_ns()
+            get_tier(tier).compile(fresh, config)
+            compiles.append(time.perf_counter_ns() - start)
+        report.compiles.append(
+            CompileTiming(tier, size, statistics.median(totals), statistics.median(compiles))
+        )
 
 
 # -- printing -----------------------------------------------------------------------------
@@ -560,6 +576,16 @@ def print_report(report: Report) -> None:
         header = ["program", "tier", "runs", "ns/run", "vs C"]
         title = "steady state: per run inside one prepared run_batch (no per-call overhead)"
         print_table(title, header, rows)
+        for tier in dict.fromkeys(steady.tier for steady in report.steady):
+            ratios = [
+                steady.ns_per_run / by_key[steady.program, C_TIER].ns_per_run
+                for steady in report.steady
+                if steady.tier == tier and (steady.program, C_TIER) in by_key
+            ]
+            if ratios:
+                mean = statistics.geometric_mean(ratios)
+                print(f"{tier}: geometric mean {mean:.2f}x C, worst {max(ratios):.2f}x")
+        print()
 
     rows = []
     for entry in report.batches:
@@ -584,11 +610,14 @@ def print_report(report: Report) -> None:
             c.tier,
             f"{c.ns / 1e6:,.1f}",
             f"{c.ns / c.instructions / 1e3:,.2f}",
+            f"{c.compile_ns / 1e6:,.1f}",
+            f"{c.compile_ns / c.instructions / 1e3:,.2f}",
         ]
         for c in report.compiles
     ]
-    header = ["program", "tier", "total ms", "ms per 1000 insns"]
-    print_table("compile time: VM construction for a generated program", header, rows)
+    header = ["program", "tier", "VM ms", "per 1000", "compile ms", "per 1000"]
+    title = "compile time: VM construction (checks, analyses, compilation) and compilation alone"
+    print_table(title, header, rows)
     for line in report.refused:
         print(f"not measured: {line}")
 

@@ -32,6 +32,9 @@ STORE_ROWS = [r for r in INSTRUCTIONS if r.form in (Form.STORE_IMM, Form.STORE_R
 COND_ROWS = [r for r in INSTRUCTIONS if r.form in (Form.COND_IMM, Form.COND_REG)]
 PACKET_ROWS = [r for r in INSTRUCTIONS if r.op in (Op.LD_ABS, Op.LD_IND)]
 ATOMIC_ROWS = [r for r in INSTRUCTIONS if r.op.name.startswith("ATOMIC")]
+DIVISION_ROWS = [r for r in ALU_ROWS if r.op in (Op.DIV, Op.MOD, Op.SDIV, Op.SMOD)]
+MOV64 = next(r for r in INSTRUCTIONS if r.mnemonic == "mov64" and r.form is Form.ALU_REG)
+ADD64 = next(r for r in INSTRUCTIONS if r.mnemonic == "add64" and r.form is Form.ALU_REG)
 LDDW = next(r for r in INSTRUCTIONS if r.op is Op.LDDW)
 EXIT = next(r for r in INSTRUCTIONS if r.op is Op.EXIT)
 JA = next(r for r in INSTRUCTIONS if r.op is Op.JA and r.form is Form.JUMP)
@@ -48,11 +51,13 @@ any_reg = st.integers(0, 10)
 @st.composite
 def memory_operand(draw: st.DrawFn) -> tuple[int, int]:
     """A base register and offset: mostly in the stack frame or the input, some wild."""
-    kind = draw(st.sampled_from(["stack", "stack", "input", "input", "wild"]))
+    kind = draw(st.sampled_from(["stack", "stack", "input", "input", "derived", "wild"]))
     if kind == "stack":
         return 10, draw(st.integers(-520, 8))
     if kind == "input":
         return 1, draw(st.integers(-4, 40))
+    if kind == "derived":  # r6-r9 hold copies of r1 or r10 after "pointer" items
+        return draw(st.integers(6, 9)), draw(st.integers(-520, 40))
     return draw(any_reg), draw(st.integers(-(2**15), 2**15 - 1))
 
 
@@ -73,8 +78,18 @@ def body_item(draw: st.DrawFn, index: int, first: int, last: int) -> Item:
             + ["load"] * 2
             + ["store"] * 2
             + ["atomic", "cond", "cond", "lddw", "packet", "call", "callx", "ja", "ja32"]
+            + ["pointer", "pointer", "divmod", "divmod"]
         )
     )
+    if kind == "pointer":  # copies and sums of pointers: the x86-64 region predictions
+        source = draw(st.sampled_from([1, 10, 6, 7, 8, 9]))
+        spec = draw(st.sampled_from([MOV64, MOV64, ADD64]))
+        return Instruction.make(spec, dst=draw(st.integers(6, 9)), src=source), None
+    if kind == "divmod":  # few registers, so the same division recurs (its result reused)
+        spec = draw(st.sampled_from(DIVISION_ROWS))
+        imm = draw(st.sampled_from([0, 1, -1, 3, 7])) if spec.form is Form.ALU_IMM else 0
+        regs = st.integers(6, 8)
+        return Instruction.make(spec, dst=draw(regs), src=draw(regs), imm=imm), None
     if kind == "alu":
         spec = draw(st.sampled_from(ALU_ROWS))
         imm = draw(immediates) if spec.form is Form.ALU_IMM else 0
