@@ -115,6 +115,30 @@ def test_stack_footprint_never_reaches_outside_the_frame() -> None:
     assert stack_footprint(inside, 512) == (-16, 0)
     for source in ("ldxdw r0, [r10+0]\nexit", "ldxdw r0, [r10-4]\nexit", "stb [r10-513], 1\nexit"):
         assert stack_footprint(assemble(source), 512) is None, source
+    escaping = assemble("mov r2, r10\nstb [r2-600], 1\nexit")
+    assert stack_footprint(escaping, 512) == (-512, 0)  # only the main frame is reachable
+    assert stack_footprint(RECURSIVE_MAIN, 512) is None  # a call to pc 0 adds frames
+
+
+RECURSIVE_MAIN = assemble(
+    """
+    jeq r6, 1, deeper
+    mov r6, 1
+    call local -3       # the main program again, one frame down
+    exit
+deeper:
+    ldxdw r0, [r10-8]   # read before written: zero in a fresh run
+    ldxb r1, [r1]
+    stxdw [r10-8], r1
+    exit
+"""
+)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_recursive_main_gets_a_fresh_stack_for_every_record(tier: str) -> None:
+    vm = VM(RECURSIVE_MAIN, tier=tier)
+    assert list(vm.run_batch([b"\x07", b"\x08", b"\x09"])) == [0, 0, 0]
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -427,19 +427,24 @@ class _Compiler:
     def zero_stack(self) -> None:
         """Give the record a zeroed stack, as a separate run would have.
 
-        Only the bytes the program can reach need it: when every stack access is a
-        constant offset from r10 in the main frame, those bytes; otherwise all of it.
+        Only the bytes the program can reach need it (see :func:`stack_footprint`):
+        a few words are stored one by one, more in a loop.
         """
         asm = self.asm
         footprint = stack_footprint(self.program, self.config.stack_size)
-        if footprint is not None:
+        if footprint is None:
+            asm.load(RAX, CTX, layout.STACK_HOST)
+            words = self.config.stack_size * self.config.max_call_depth // 8
+        else:
             low, high = footprint
-            for offset in range(low & ~7, high, 8):
-                asm.store_i(FP, offset, 0)
-            return
+            if high - low <= _UNROLLED_ZEROING:
+                for offset in range(low & ~7, high, 8):
+                    asm.store_i(FP, offset, 0)
+                return
+            asm.lea(RAX, FP, low & ~7)
+            words = (high - (low & ~7) + 7) // 8
         loop = asm.label()
-        asm.load(RAX, CTX, layout.STACK_HOST)
-        asm.mov_ri(RCX, self.config.stack_size * self.config.max_call_depth // 8)
+        asm.mov_ri(RCX, words)
         asm.bind(loop)
         asm.store_i(RAX, 0, 0)
         asm.alu_ri(_ADD, RAX, 8)
@@ -1083,14 +1088,15 @@ def _join(first: Regions, second: Regions) -> Regions:
 
 
 def stack_footprint(program: Program, frame_size: int) -> tuple[int, int] | None:
-    """Offsets from r10 of the stack bytes the program can touch, or None for "any".
+    """Offsets from the main r10 of the stack bytes a run can touch; None: all of them.
 
-    Known only when there are no local calls and r10 appears solely as the base of
-    loads and stores with constant offsets inside the frame; any other use lets a
-    stack pointer escape (into a register, a helper, memory).
+    Without local calls only the main frame can be reached (accesses below it trap);
+    of it, when r10 appears solely as the base of loads and stores with constant
+    offsets inside the frame, just the bytes those touch.  Any other use lets a stack
+    pointer escape (into a register, a helper, memory), so then the whole frame.
     """
-    if len(program.functions) > 1:
-        return None
+    if any(insn.spec.op is Op.CALL_LOCAL for insn in program.instructions):
+        return None  # (a call to pc 0 recurses without adding a function)
     touched: tuple[int, int] | None = None
     for insn in program.instructions:
         if insn.dst != 10 and insn.src != 10:
@@ -1105,11 +1111,13 @@ def stack_footprint(program: Program, frame_size: int) -> tuple[int, int] | None
             touched = (low, high)
             continue
         if any(getattr(insn, name) == 10 for name in _REGISTER_FIELDS[form]):
-            return None
+            return (-frame_size, 0)
     return touched or (0, 0)
 
 
 _STORE_FORMS = (Form.STORE_IMM, Form.STORE_REG)
+_UNROLLED_ZEROING = 512
+"""Up to this many stack bytes are zeroed by one store per word, no loop."""
 _REGISTER_FIELDS: dict[Form, tuple[str, ...]] = {
     form: tuple(name for name in ("dst", "src") if name in FORM_FIELDS[form]) for form in Form
 }
