@@ -20,6 +20,8 @@ semantic contract.  A file holds one case::
     -- error memory-access 3    ... or an expected failure KIND [PC]
     -- mem-after                expected input memory after the run
     00 01 02 04
+    -- instructions             expected count of executed instructions (with -- result)
+    4
 
 Parsing never imports pybpf, so a broken file is reported as a broken file; the
 runner part (:func:`run_case`, :func:`check_case`) is what needs the package.
@@ -61,7 +63,17 @@ ERROR_KINDS = (*TRAP_KINDS, *LOAD_KINDS)
 
 HELPER_SETS = ("default", "conformance", "none")
 
-SECTIONS = ("asm", "raw", "mem", "region", "options", "result", "mem-after", "error")
+SECTIONS = (
+    "asm",
+    "raw",
+    "mem",
+    "region",
+    "options",
+    "result",
+    "mem-after",
+    "instructions",
+    "error",
+)
 _REPEATABLE = frozenset({"region"})
 _HEADER = re.compile(r"^--\s+(\S+)\s*(.*?)\s*$")
 _HEX_BYTE = re.compile(r"^[0-9A-Fa-f]{2}$")
@@ -126,6 +138,8 @@ class DataCase:
     result: int | None
     error: ExpectedError | None
     mem_after: bytes | None
+    instructions: int | None = None
+    """Instructions a successful run executes (a 64-bit immediate load counts once)."""
     comment: str = ""
     """The leading comment lines, which say what the case pins down and why."""
 
@@ -206,6 +220,18 @@ def _parse_result(path: Path, section: _Section) -> int:
     if not -(1 << 63) <= value <= U64:
         raise DataFileError(path, number, f"-- result: {token} does not fit in 64 bits")
     return value & U64
+
+
+def _parse_count(path: Path, section: _Section) -> int:
+    _no_argument(path, section)
+    lines = _meaningful_lines(section)
+    if len(lines) != 1 or len(lines[0][1].split()) != 1:
+        raise DataFileError(path, section.line, f"-- {section.name} needs exactly one value")
+    number, token = lines[0]
+    value = _parse_int(path, number, token, f"-- {section.name}")
+    if value < 0:
+        raise DataFileError(path, number, f"-- {section.name}: {token} is negative")
+    return value
 
 
 def _parse_error(path: Path, section: _Section) -> ExpectedError:
@@ -343,6 +369,12 @@ def parse_text(text: str, path: Path | str, name: str | None = None) -> DataCase
     result = _parse_result(path, by_name["result"]) if "result" in by_name else None
     error = _parse_error(path, by_name["error"]) if "error" in by_name else None
 
+    instructions = None
+    if "instructions" in by_name:
+        instructions = _parse_count(path, by_name["instructions"])
+        if error is not None:
+            raise DataFileError(path, by_name["instructions"].line, "-- instructions with -- error")
+
     mem_after = None
     if "mem-after" in by_name:
         section = by_name["mem-after"]
@@ -376,6 +408,7 @@ def parse_text(text: str, path: Path | str, name: str | None = None) -> DataCase
         result=result,
         error=error,
         mem_after=mem_after,
+        instructions=instructions,
         comment=comment,
     )
 
@@ -413,6 +446,7 @@ class Outcome:
     r0: int | None
     error: Exception | None
     mem: bytes | None
+    instructions: int | None = None
 
 
 class CaseMismatch(AssertionError):
@@ -464,7 +498,7 @@ def run_case(case: DataCase, tier: str) -> Outcome:
         result = vm.execute(mem, mem_writable=case.options.mem_writable)
     except ExecutionError as exc:
         return Outcome(None, exc, bytes(mem) if mem is not None else None)
-    return Outcome(result.r0, None, bytes(mem) if mem is not None else None)
+    return Outcome(result.r0, None, bytes(mem) if mem is not None else None, result.instructions)
 
 
 def _describe(error: Exception) -> str:
@@ -511,6 +545,10 @@ def check_case(case: DataCase, outcome: Outcome, tier: str) -> None:
             wrong_pc = expected.pc is not None and exact_pc and pc != expected.pc
             if kind != expected.kind or wrong_pc:
                 problems.append(f"expected {expected.kind}{where}, got {_describe(outcome.error)}")
+    if case.instructions is not None and outcome.instructions != case.instructions:
+        problems.append(
+            f"expected {case.instructions} instructions executed, got {outcome.instructions}"
+        )
     if case.mem_after is not None and outcome.mem != case.mem_after:
         got = "nothing" if outcome.mem is None else outcome.mem.hex(" ")
         problems.append(f"memory after the run: expected {case.mem_after.hex(' ')}, got {got}")

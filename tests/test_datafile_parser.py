@@ -133,6 +133,15 @@ MALFORMED = {
         "-- raw\n" + EXIT + "\n-- mem\n00\n-- error decode\n-- mem-after\n00\n",
         6,
     ),
+    "instructions with an error": (
+        "-- raw\n" + EXIT + "\n-- error decode\n-- instructions\n1\n",
+        4,
+    ),
+    "instructions negative": ("-- raw\n" + EXIT + "\n-- result\n0\n-- instructions\n-1\n", 6),
+    "instructions two values": (
+        "-- raw\n" + EXIT + "\n-- result\n0\n-- instructions\n1 2\n",
+        5,
+    ),
     "region permission": ("-- raw\n" + EXIT + "\n-- region 0x40000000 rx\n00\n-- result\n0\n", 3),
     "region without address": ("-- raw\n" + EXIT + "\n-- region ro\n00\n-- result\n0\n", 3),
     "region at zero": ("-- raw\n" + EXIT + "\n-- region 0 rw\n00\n-- result\n0\n", 3),
@@ -174,6 +183,7 @@ def test_every_trap_kind_has_a_spelling() -> None:
 
 WRONG = {
     "wrong r0": (f"{MOV_R0_1}\n{EXIT}", "-- result\n2\n"),
+    "wrong instruction count": (f"{MOV_R0_1}\n{EXIT}", "-- result\n1\n-- instructions\n3\n"),
     "result expected, trap happened": (NULL_LOAD, "-- result\n0\n"),
     "trap expected, result happened": (f"{MOV_R0_1}\n{EXIT}", "-- error memory-access\n"),
     "wrong trap kind": (NULL_LOAD, "-- error budget-exceeded\n"),
@@ -194,6 +204,7 @@ RIGHT = {
     "right trap, any pc": (NULL_LOAD, "-- error memory-access\n"),
     "right decode": ("ff 00 00 00 00 00 00 00\n" + EXIT, "-- error decode 0\n"),
     "right verify": (MOV_R0_1, "-- error verify\n"),
+    "right instruction count": (f"{MOV_R0_1}\n{EXIT}", "-- result\n1\n-- instructions\n2\n"),
     "right memory after": (
         STORE_7,
         "-- mem\n00\n-- result\n0\n-- mem-after\n07\n",

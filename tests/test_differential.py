@@ -3,8 +3,8 @@
 Programs are drawn from the instruction table's rows: arithmetic with edge-case
 operands, loads, stores and atomics at valid and invalid addresses, jumps (some
 backward, so the meter trips), helper calls and local calls.  Each tier must give
-the same r0, the same input memory afterwards, and the same error type and
-instruction index (for budget traps only the type must match).
+the same r0, instruction count and input memory afterwards, and the same error type
+and instruction index (for budget traps only the type must match).
 """
 
 from __future__ import annotations
@@ -175,14 +175,14 @@ def outcome(program: Program, tier: str, mem: bytes) -> tuple[object, ...]:
     data = bytearray(mem)
     try:
         vm = VM(program, tier=tier, helpers=conformance_helpers(), budget=300)
-        r0 = vm.run(data)
+        result = vm.execute(data)
     except BudgetExceededError:
         return ("budget",)
     except ExecutionError as error:
         return (type(error).__name__, error.pc, bytes(data))
     except BpfError as error:
         return (type(error).__name__, getattr(error, "pc", None))
-    return ("ok", r0, bytes(data))
+    return ("ok", result.r0, result.instructions, bytes(data))
 
 
 @pytest.mark.skipif(not TIERS, reason="only the interpreter is available")

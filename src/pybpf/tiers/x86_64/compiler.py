@@ -133,8 +133,12 @@ class _Compiler:
     offsets: dict[int, int] = field(default_factory=dict)
     memory_sites: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
     checks: dict[tuple[int, bool], Label] = field(default_factory=dict)
-    handovers: list[tuple[Label, int]] = field(default_factory=list)
-    """The exit of each meter checkpoint that finds the budget short, with its pc."""
+    handovers: list[tuple[Label, int, int]] = field(default_factory=list)
+    """The exit of each meter checkpoint that finds the budget short: label, pc, charge."""
+    plan: MeterPlan = field(default_factory=lambda: MeterPlan({}, {}))
+    """The meter checkpoints of the function being compiled."""
+    block_start: int = 0
+    block_length: int = 0
     """The shared address-check routine of each (size, write), made on first use."""
     exit_ok: Label = Label(-1)
     save_exit: Label = Label(-1)
@@ -155,12 +159,20 @@ class _Compiler:
     # -- helpers ------------------------------------------------------------------
 
     def stub(self, status: int, pc: int) -> Label:
-        """An out-of-line exit with ``status`` that records ``pc`` as the trap's."""
+        """An out-of-line exit with ``status`` that records ``pc`` as the trap's.
+
+        The run ends in the current block, so the meter gets back what was paid
+        ahead for the rest of the path (the count shows when a helper stops the run
+        or a packet load misses).
+        """
         label = self.asm.label()
+        amount = self.refund(None)
 
         def emit() -> None:
             asm = self.asm
             asm.bind(label)
+            if amount:
+                asm.alu_ri(_ADD, METER, amount)
             asm.store_i(CTX, layout.TRAP_PC, pc)
             asm.mov_ri(RAX, status, 32)
             asm.jmp(self.save_exit)
@@ -243,21 +255,52 @@ class _Compiler:
         """A constant offset from r10 inside the current frame: the access cannot miss."""
         return in_current_frame(base, off, size, self.config.stack_size)
 
-    def meter(self, count: int, pc: int, limit: int | None) -> None:
-        """Charge the ``count`` instructions of the block at ``pc``.
+    def meter(self, start: int) -> None:
+        """At a checkpoint, pay for the longest path to the next one, or hand over.
 
-        At a checkpoint (``limit`` set) first make sure the budget covers the
-        ``limit`` instructions that may run before the next one; if it does not,
-        the run goes to the interpreter at this block, which finishes it exactly.
-        Between checkpoints the budget cannot run out, so charging is one ``sub``.
+        If the budget cannot cover that path, the run goes to the interpreter at
+        this block (the charge undone), which finishes it exactly.  Paths shorter
+        than the longest give the difference back on the edge where they leave it
+        (:meth:`refund`), so the count is exact wherever a run can end normally.
         """
+        limit = self.plan.checkpoints.get(start)
+        if limit is None:
+            return
         asm = self.asm
-        if limit is not None:
-            label = asm.label()
-            asm.alu_ri(_CMP, METER, limit)
-            asm.jcc(Cond.B, label)
-            self.handovers.append((label, pc))
-        asm.alu_ri(_SUB, METER, count)
+        label = asm.label()
+        asm.alu_ri(_SUB, METER, limit)
+        asm.jcc(Cond.B, label)
+        self.handovers.append((label, start, limit))
+
+    def refund(self, successor: int | None) -> int:
+        """What the current block's paid-ahead path gives back on going to ``successor``
+        (None: the run ends in this block)."""
+        plan, start = self.plan, self.block_start
+        ahead = plan.longest[start] - self.block_length
+        if successor is not None and successor not in plan.checkpoints:
+            ahead -= plan.longest[successor]
+        return ahead
+
+    def give_back(self, successor: int | None) -> None:
+        amount = self.refund(successor)
+        if amount:
+            self.asm.alu_ri(_ADD, METER, amount)
+
+    def branch_to(self, target: int) -> Label:
+        """Where a conditional jump to ``target`` goes: the block itself, or a stub that
+        first gives back what that path does not use."""
+        amount = self.refund(target)
+        if not amount:
+            return self.block_labels[target]
+        label = self.asm.label()
+
+        def emit() -> None:
+            self.asm.bind(label)
+            self.asm.alu_ri(_ADD, METER, amount)
+            self.asm.jmp(self.block_labels[target])
+
+        self.cold.append(emit)
+        return label
 
     # -- program --------------------------------------------------------------------
 
@@ -284,13 +327,14 @@ class _Compiler:
             self.regions = list(_ENTRY_PREDICTION if entry == 0 else _NO_PREDICTION)
             self.incoming.clear()
             falls_through = True
-            checkpoints = meter_checkpoints(self.program, blocks)
+            self.plan = meter_plan(self.program, blocks)
             offsets, buf, rows = self.offsets, asm.buf, _ROWS
-            for start, block in blocks:
+            for index, (start, block) in enumerate(blocks):
                 self.enter_block(start, start in jump_targets or start == entry, falls_through)
                 asm.bind(self.block_labels[start])
                 offsets[start] = len(buf)  # the block's meter charge shows with its first
-                self.meter(len(block), start, checkpoints.get(start))
+                self.block_start, self.block_length = start, len(block)
+                self.meter(start)
                 for pc, insn in block:
                     if pc != start:
                         offsets[pc] = len(buf)
@@ -301,18 +345,22 @@ class _Compiler:
                     if row.dst_region is not None or row.other_writes is not None:
                         self.after(insn, row)
                 falls_through = block[-1][1].spec.op not in _NO_FALL_THROUGH
-                # blocks are laid out in program order: falling through needs no code
+                if falls_through and index + 1 < len(blocks):
+                    self.give_back(blocks[index + 1][0])
+                # blocks are laid out in program order: falling through needs no other code
         stubs_offset = asm.pos
         cold_count = len(self.cold) + len(self.handovers)
         for emit in self.cold:
             emit()
-        for label, pc in self.handovers:
+        for label, pc, limit in self.handovers:
             asm.bind(label)
             asm.mov_ri(RAX, pc, 32)
+            asm.mov_ri(RCX, limit, 32)
             asm.jmp(self.budget_exit)
         for (size, write), label in self.checks.items():
             self.address_check(label, size, write)
         asm.bind(self.budget_exit)
+        asm.alu_rr(_ADD, METER, RCX)  # the checkpoint's charge, undone
         asm.store_r(CTX, layout.RESUME_PC, RAX)
         asm.mov_ri(RAX, Status.OUT_OF_BUDGET, 32)
         asm.jmp(self.save_exit)
@@ -725,6 +773,7 @@ class _Compiler:
         target = self.program.target_of(pc, insn)
         assert target is not None
         self.carry(pc, target)
+        self.give_back(target)
         self.asm.jmp(self.block_labels[target])
 
     def carry(self, pc: int, target: int) -> None:
@@ -752,7 +801,7 @@ class _Compiler:
             asm.alu_rr(_CMP, dst, self.value_of(insn.src, RCX), width)
         target = pc + 1 + insn.off
         self.carry(pc, target)
-        asm.jcc(_JUMP_CONDITIONS[spec.op], self.block_labels[target])
+        asm.jcc(_JUMP_CONDITIONS[spec.op], self.branch_to(target))
 
     def helper_call(self, pc: int, insn: Instruction) -> None:
         """Call the Python helper callback with r1-r5 and the helper number in the context."""
@@ -962,14 +1011,21 @@ _ROWS: dict[InsnSpec, _Row] = {spec: _row(spec) for spec in INSTRUCTIONS if spec
 """Every lowered row of the instruction table (refused rows never reach the compiler)."""
 
 
-def meter_checkpoints(program: Program, blocks: list[Block]) -> dict[int, int]:
-    """The blocks of a function where the meter is checked, each with how many
-    instructions may run from its start before the next check.
+@dataclass(frozen=True)
+class MeterPlan:
+    """Where a function's meter is checked, and what each path is paid ahead."""
 
-    Checks sit at the function's entry, at every target of a backward jump (so each
-    loop iteration passes one) and after every local call (the callee spent budget
-    of its own).  Between checks control only moves forward, so the longest such
-    path is a sum over a DAG, found in one backward pass.
+    checkpoints: dict[int, int]
+    """Block start -> the instructions paid there: the longest path to the next check."""
+    longest: dict[int, int]
+    """Block start -> the longest path from its start to the next check (inclusive)."""
+
+
+def meter_plan(program: Program, blocks: list[Block]) -> MeterPlan:
+    """Checkpoints at the function's entry, at every target of a backward jump (each
+    loop iteration passes one) and after every local call (the callee spent budget of
+    its own).  Between checkpoints control only moves forward, so the longest path
+    from each block is a sum over a DAG, found in one backward pass.
     """
     checkpoints = {blocks[0][0]}
     successors: list[list[int]] = []
@@ -994,7 +1050,7 @@ def meter_checkpoints(program: Program, blocks: list[Block]) -> dict[int, int]:
         start, block = blocks[index]
         ahead = [longest[t] for t in successors[index] if t > start and t not in checkpoints]
         longest[start] = len(block) + max(ahead, default=0)
-    return {start: longest[start] for start in checkpoints}
+    return MeterPlan({start: longest[start] for start in checkpoints}, longest)
 
 
 def _written_registers(insn: Instruction) -> tuple[int, ...]:
