@@ -127,13 +127,18 @@ class Program:
         )
 
     @cached_property
+    def local_call_targets(self) -> frozenset[int]:
+        """Slot indexes some bpf-to-bpf call enters (0 too, if the program recurses)."""
+        return frozenset(
+            target
+            for insn, target in zip(self.instructions, self.targets, strict=True)
+            if target is not None and insn.spec.op is Op.CALL_LOCAL
+        )
+
+    @cached_property
     def function_entries(self) -> frozenset[int]:
         """Slot indexes of subprogram entries: 0 and every local call target."""
-        entries = {0}
-        for insn, target in zip(self.instructions, self.targets, strict=True):
-            if target is not None and insn.spec.op is Op.CALL_LOCAL:
-                entries.add(target)
-        return frozenset(entries)
+        return self.local_call_targets | {0}
 
     @cached_property
     def functions(self) -> tuple[tuple[int, int], ...]:
@@ -148,26 +153,25 @@ class Program:
         A block starts at a function entry, a jump target, or after an instruction
         that ends a block; function entries are leaders, so no block spans two.
         """
-        leaders = set(self.function_entries) | self.jump_targets
-        for pc, insn in self:
-            if insn.spec.op in BLOCK_ENDING_OPS:
-                leaders.add(pc + insn.spec.slots)
-        functions = self.functions
-        result: dict[tuple[int, int], list[Block]] = {function: [] for function in functions}
-        remaining = iter(functions)
-        function = next(remaining)
-        start, body = 0, list[tuple[int, Instruction]]()
-        for pc, insn in self:
-            if pc in leaders and body:
-                result[function].append((start, tuple(body)))
-                body = []
-            if pc >= function[1]:
-                function = next(remaining)
-            if not body:
-                start = pc
-            body.append((pc, insn))
-        if body:
-            result[function].append((start, tuple(body)))
+        pcs, instructions = self.pcs, self.instructions
+        index_of = {pc: index for index, pc in enumerate(pcs)}
+        targets = self.function_entries | self.jump_targets
+        leaders = {index_of[pc] for pc in targets if pc in index_of}  # (unchecked programs)
+        ending = BLOCK_ENDING_OPS
+        leaders.update(
+            index + 1 for index, insn in enumerate(instructions) if insn.spec.op in ending
+        )
+        leaders.discard(len(instructions))
+        starts = sorted(leaders)
+        pairs = list(zip(pcs, instructions, strict=True))
+        result: dict[tuple[int, int], list[Block]] = {function: [] for function in self.functions}
+        functions = iter(self.functions)
+        function = next(functions)
+        for start, stop in zip(starts, [*starts[1:], len(pairs)], strict=True):
+            pc = pcs[start]
+            while pc >= function[1]:
+                function = next(functions)
+            result[function].append((pc, tuple(pairs[start:stop])))
         return result
 
     def basic_blocks(self, entry: int, end: int) -> list[Block]:

@@ -1081,11 +1081,13 @@ class CalleeEffects:
 
 def callee_effects(program: Program, frame_size: int) -> dict[int, CalleeEffects]:
     """:class:`CalleeEffects` of every function that some local call enters, by entry."""
+    called = program.local_call_targets
+    if not called:
+        return {}
     call_targets = [
         target if insn.spec.op is Op.CALL_LOCAL else None
         for insn, target in zip(program.instructions, program.targets, strict=True)
     ]
-    called = set(call_targets) - {None}
     effects: dict[int, set[int]] = {}
     calls: dict[int, set[int]] = {}
     instructions, pcs = program.instructions, program.pcs
@@ -1151,7 +1153,7 @@ def stack_footprint(program: Program, frame_size: int) -> tuple[int, int] | None
     offsets inside the frame, just the bytes those touch.  Any other use lets a stack
     pointer escape (into a register, a helper, memory), so then the whole frame.
     """
-    if any(insn.spec.op is Op.CALL_LOCAL for insn in program.instructions):
+    if program.local_call_targets:
         return None  # (a call to pc 0 recurses without adding a function)
     touched: tuple[int, int] | None = None
     for insn in program.instructions:
