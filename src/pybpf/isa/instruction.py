@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from pybpf.errors import DecodeError
 from pybpf.isa.fields import REGISTER_COUNT
-from pybpf.isa.table import BY_OPCODE, FORM_FIELDS, InsnSpec
+from pybpf.isa.table import BY_OPCODE, FORM_FIELDS, InsnSpec, Op
 
 SLOT_SIZE = 8
 _SLOT = struct.Struct("<BBhi")
@@ -60,6 +60,26 @@ class Instruction(NamedTuple):
         low = _signed32(value & 0xFFFFFFFF)
         high = _signed32(value >> 32)
         return _SLOT.pack(self.spec.opcode, regs, self.off, low) + _SLOT.pack(0, 0, 0, high)
+
+
+_NO_DST_WRITES: dict[Op, tuple[int, ...]] = {
+    Op.CALL: (0,),
+    Op.CALLX: (0,),
+    Op.CALL_LOCAL: (0, 1, 2, 3, 4, 5),
+    Op.LD_ABS: (0,),
+    Op.LD_IND: (0,),
+}
+"""Registers written by operations without a ``dst`` result: r0, and a callee's r1-r5."""
+
+
+def written_registers(insn: Instruction) -> tuple[int, ...]:
+    """The registers an instruction may change (a local call: whatever its callee may)."""
+    spec = insn.spec
+    if spec.writes_dst:
+        return (insn.dst,)
+    if spec.fetch:  # atomics with fetch write the old value back
+        return (0,) if spec.op is Op.ATOMIC_CMPXCHG else (insn.src,)
+    return _NO_DST_WRITES.get(spec.op, ())
 
 
 def _signed32(value: int) -> int:

@@ -13,7 +13,7 @@ import bisect
 
 from pybpf.errors import VerifierError
 from pybpf.isa.fields import FRAME_POINTER
-from pybpf.isa.instruction import Instruction
+from pybpf.isa.instruction import written_registers
 from pybpf.isa.table import Op
 from pybpf.program import Program
 
@@ -22,15 +22,6 @@ MAX_INSTRUCTIONS = 1_000_000
 
 _ENDS_FLOW = frozenset({Op.EXIT, Op.JA})
 """Operations after which control never falls through to the next instruction."""
-
-
-def _written_register(insn: Instruction) -> int | None:
-    spec = insn.spec
-    if spec.writes_dst:
-        return insn.dst
-    if spec.fetch:  # atomics with fetch write the old value back
-        return 0 if spec.op is Op.ATOMIC_CMPXCHG else insn.src
-    return None
 
 
 def _function_of(pc: int, entries: list[int]) -> int:
@@ -47,7 +38,7 @@ def check_structure(program: Program) -> None:
     by_pc = program.by_pc
     entries = sorted(program.function_entries)
     for pc, insn, target in zip(program.pcs, program.instructions, program.targets, strict=True):
-        if _written_register(insn) == FRAME_POINTER:
+        if FRAME_POINTER in written_registers(insn):
             raise VerifierError(f"{insn.spec.mnemonic} writes r10, which is read-only", pc)
         if target is None:
             continue

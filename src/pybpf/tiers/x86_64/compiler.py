@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pybpf.errors import TrapKind
-from pybpf.isa.instruction import Instruction
+from pybpf.isa.instruction import Instruction, written_registers
 from pybpf.isa.semantics import MASK64, WIDTH_MASK
 from pybpf.isa.table import FORM_FIELDS, INSTRUCTIONS, Form, InsnSpec, Op
 from pybpf.program import Block, Program
@@ -920,14 +920,6 @@ _KEEPS_SCRATCH = frozenset(
 )
 """Operations whose code writes neither rax nor rcx, unless an operand is r10 or a shift
 count is a register: a division's results survive them (see :meth:`_Compiler.after`)."""
-_CALL_WRITES: dict[Op, tuple[int, ...]] = {
-    Op.CALL: (0,),
-    Op.CALLX: (0,),
-    Op.CALL_LOCAL: (0, 1, 2, 3, 4, 5),
-    Op.LD_ABS: (0,),
-    Op.LD_IND: (0,),
-}
-"""Registers written by operations that have no ``dst``: r0, and a callee's r1-r5."""
 
 
 RegionRule = Callable[[Regions, Instruction], int | None]
@@ -1002,7 +994,7 @@ def _row(spec: InsnSpec) -> _Row:
     others = None
     if spec.fetch:
         others = "r0" if op is Op.ATOMIC_CMPXCHG else "src"
-    elif op in _CALL_WRITES:
+    elif written_registers(Instruction(spec)):
         others = "callee" if op is Op.CALL_LOCAL else "r0"
     return _Row(_LOWERINGS[op], keeps, None, False, others)
 
@@ -1053,15 +1045,6 @@ def meter_plan(program: Program, blocks: list[Block]) -> MeterPlan:
     return MeterPlan({start: longest[start] for start in checkpoints}, longest)
 
 
-def _written_registers(insn: Instruction) -> tuple[int, ...]:
-    spec = insn.spec
-    if spec.writes_dst:
-        return (insn.dst,)
-    if spec.fetch:  # atomics with fetch write the old value back
-        return (0,) if spec.op is Op.ATOMIC_CMPXCHG else (insn.src,)
-    return _CALL_WRITES.get(spec.op, ())
-
-
 _STACK_LOWEST = tuple(
     layout.table_field(lowest, STACK_BASE >> layout.SLOT_SHIFT)
     for lowest in (layout.LO_READ, layout.LO_WRITE)
@@ -1101,7 +1084,7 @@ def callee_effects(program: Program, frame_size: int) -> dict[int, CalleeEffects
         index = first[entry]
         while index < len(instructions) and pcs[index] < end:
             insn, target = instructions[index], call_targets[index]
-            found.update(reg for reg in _written_registers(insn) if 6 <= reg <= 9)
+            found.update(reg for reg in written_registers(insn) if 6 <= reg <= 9)
             if _reads_frame_bottom(insn, frame_size):
                 found.add(_READS_BOTTOM)
             if target is not None:
