@@ -115,6 +115,8 @@ def test_stack_footprint_never_reaches_outside_the_frame() -> None:
     assert stack_footprint(inside, 512) == (-16, 0)
     for source in ("ldxdw r0, [r10+0]\nexit", "ldxdw r0, [r10-4]\nexit", "stb [r10-513], 1\nexit"):
         assert stack_footprint(assemble(source), 512) is None, source
+    constant = assemble("lddw r2, 0x10000f00\nstdw [r2+0], 7\nstxdw [r10-8], r1\nexit")
+    assert stack_footprint(constant, 512) == (-512, 0)  # a store may reach the stack
     escaping = assemble("mov r2, r10\nstb [r2-600], 1\nexit")
     assert stack_footprint(escaping, 512) == (-512, 0)  # only the main frame is reachable
     assert stack_footprint(RECURSIVE_MAIN, 512) is None  # a call to pc 0 adds frames
@@ -133,6 +135,14 @@ deeper:
     exit
 """
 )
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_stack_written_through_a_constant_address_is_fresh_for_every_record(tier: str) -> None:
+    top = 0x10000000 + 8 * 512  # the main frame's top, as VM.run lays the stack out
+    program = assemble(f"lddw r2, {top - 256:#x}\nldxdw r0, [r2+0]\nstdw [r2+0], 7\nexit")
+    assert VM(program).run() == 0
+    assert list(VM(program, tier=tier).run_batch([b"", b"", b""])) == [0, 0, 0]
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -1132,17 +1132,21 @@ def stack_footprint(program: Program, frame_size: int) -> tuple[int, int] | None
     """Offsets from the main r10 of the stack bytes a run can touch; None: all of them.
 
     Without local calls only the main frame can be reached (accesses below it trap);
-    of it, when r10 appears solely as the base of loads and stores with constant
-    offsets inside the frame, just the bytes those touch.  Any other use lets a stack
-    pointer escape (into a register, a helper, memory), so then the whole frame.
+    of it, just the bytes that r10-based stores with constant offsets inside the frame
+    touch, when those are the only way to write memory: no other store, atomic or
+    helper call (any of them could write the stack through a computed address, even a
+    constant one) and no other use of r10 (a stack pointer escaping).  Otherwise the
+    whole main frame.
     """
     if program.local_call_targets:
         return None  # (a call to pc 0 recurses without adding a function)
     touched: tuple[int, int] | None = None
     for insn in program.instructions:
-        if insn.dst != 10 and insn.src != 10:
-            continue  # unused register fields are 0, so r10 is not involved
         form = insn.spec.form
+        if insn.dst != 10 and insn.src != 10:
+            if form in _STORE_FORMS or insn.spec.op in _WRITES_MEMORY:
+                return (-frame_size, 0)
+            continue  # unused register fields are 0, so r10 is not involved
         if (form is Form.LOAD and insn.src == 10) or (form in _STORE_FORMS and insn.dst == 10):
             if not in_current_frame(10, insn.off, insn.spec.size, frame_size):
                 return None  # it traps at run time; zeroing cannot be limited safely
@@ -1157,6 +1161,7 @@ def stack_footprint(program: Program, frame_size: int) -> tuple[int, int] | None
 
 
 _STORE_FORMS = (Form.STORE_IMM, Form.STORE_REG)
+_WRITES_MEMORY = frozenset({Op.CALL, Op.CALLX, *_ATOMIC_OPS})
 _UNROLLED_ZEROING = 512
 """Up to this many stack bytes are zeroed by one store per word, no loop."""
 _REGISTER_FIELDS: dict[Form, tuple[str, ...]] = {
