@@ -15,9 +15,11 @@ The rbpf VM flavours map onto one class:
 from __future__ import annotations
 
 import random
+import threading
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pybpf.batch import BatchRunner, BatchSource, prepare_batch, tag_record
 from pybpf.errors import BpfError, TierUnavailableError
@@ -54,6 +56,9 @@ _RESERVED_RANGES: dict[str, tuple[int, int]] = {
 }
 """VM address ranges that user regions may not take."""
 BytesLike = bytes | bytearray | memoryview
+_NOTHING = bytearray()
+"""The buffer of the VM's input regions between runs: no caller's buffer stays referenced."""
+_Report = TypeVar("_Report")
 
 
 @dataclass(frozen=True)
@@ -67,10 +72,20 @@ class RunResult:
     """Lines of trace output (``bpf_trace_printk``) in the order they were produced."""
 
 
+def _result(r0: int, machine: Machine) -> RunResult:
+    return RunResult(r0, machine.instructions, tuple(machine.trace_lines))
+
+
+def _r0(r0: int, machine: Machine) -> int:
+    return r0
+
+
 def _as_buffer(data: object, writable: bool) -> Buffer:
     """A host buffer for guest memory: the caller's own if writable, else a copy."""
     if isinstance(data, bytearray):
         return data
+    if type(data) is bytes:
+        return bytearray(data) if writable else memoryview(data)
     try:
         view = memoryview(data)  # type: ignore[arg-type]
     except TypeError as exc:
@@ -116,6 +131,15 @@ class VM:
         self._regions: list[MemoryRegion] = []
         self._program: Program
         self._compiled: CompiledProgram
+        self._stack_reach = 0
+        """Bytes at the top of the stack a run of the program can write."""
+        self._machine = Machine.create(self.config, self.helpers, [])
+        """The machine runs reuse; a run that finds it taken (``_idle`` is held: a
+        helper runs the VM again, or another thread does) builds its own."""
+        self._idle = threading.Lock()
+        self._input = MemoryRegion("mem", INPUT_BASE, _NOTHING)
+        self._mbuff = MemoryRegion("mbuff", MBUFF_BASE, _NOTHING)
+        self._plain_execute = type(self).execute is VM.execute
         self.set_program(program)
 
     # -- program ---------------------------------------------------------------
@@ -141,6 +165,8 @@ class VM:
             self._verifier(program)
         self._compiled = self._tier.compile(program, self.config)
         self._program = program
+        frames = 1 if len(program.functions) == 1 else self.config.max_call_depth
+        self._stack_reach = frames * self.config.stack_size
 
     def set_verifier(self, verifier: Verifier | None) -> None:
         """Install a verifier hook (run after the structural checks) and apply it now."""
@@ -243,14 +269,7 @@ class VM:
         (or writable buffer) is used in place, so stores show in it afterwards.
         ``observer(pc, machine)`` is called before every instruction (interpreter only).
         """
-        machine = self.make_machine(mem, mbuff=mbuff, mem_writable=mem_writable)
-        if observer is None:
-            r0 = self._compiled.run(machine)
-        elif isinstance(self._compiled, CompiledInterpreter):
-            r0 = self._compiled.run(machine, observer)
-        else:
-            raise TierUnavailableError("instruction tracing needs the interpreter tier")
-        return RunResult(r0, machine.instructions, tuple(machine.trace_lines))
+        return self._execute(mem, mbuff, mem_writable, observer, _result)
 
     def run(
         self,
@@ -260,7 +279,68 @@ class VM:
         mem_writable: bool = True,
     ) -> int:
         """Run once and return r0."""
-        return self.execute(mem, mbuff=mbuff, mem_writable=mem_writable).r0
+        if not self._plain_execute:  # a subclass's execute does per-run work
+            return self.execute(mem, mbuff=mbuff, mem_writable=mem_writable).r0
+        return self._execute(mem, mbuff, mem_writable, None, _r0)
+
+    def _execute(
+        self,
+        mem: BytesLike | None,
+        mbuff: BytesLike | None,
+        mem_writable: bool,
+        observer: Observer | None,
+        report: Callable[[int, Machine], _Report],
+    ) -> _Report:
+        """One run on the VM's own machine if it is free, else on a new one."""
+        idle = self._idle
+        if idle.acquire(blocking=False):
+            reach = self._stack_reach
+            try:
+                machine = self._restart(mem, mbuff, mem_writable)
+                if machine is not None:
+                    return report(self._start(machine, observer), machine)
+            finally:
+                self._machine.retire(reach)
+                self._input.buffer = self._mbuff.buffer = _NOTHING
+                idle.release()
+        machine = self.make_machine(mem, mbuff=mbuff, mem_writable=mem_writable)
+        return report(self._start(machine, observer), machine)
+
+    def _restart(
+        self, mem: BytesLike | None, mbuff: BytesLike | None, mem_writable: bool
+    ) -> Machine | None:
+        """The VM's own machine set up as :meth:`make_machine` would set up a new one,
+        or None if an input is too large for its slot (the general path decides)."""
+        machine = self._machine
+        regions = [machine.stack, *self._regions]
+        packet = None
+        r1 = r2 = 0
+        if mem is not None:
+            packet = self._input
+            packet.buffer = buffer = _as_buffer(mem, mem_writable)
+            packet.writable = mem_writable
+            r1, r2 = INPUT_BASE, len(buffer)
+            if r2 > REGION_ALIGN:
+                return None
+            regions.append(packet)
+        if mbuff is not None:
+            self._mbuff.buffer = buffer = _as_buffer(mbuff, True)
+            r1, r2 = MBUFF_BASE, len(buffer)
+            if r2 > REGION_ALIGN:
+                return None
+            regions.append(self._mbuff)
+        machine.helpers = self.helpers
+        machine.trace_sink = self.trace_sink
+        machine.rng = self.rng
+        machine.restart(regions, packet, r1, r2)
+        return machine
+
+    def _start(self, machine: Machine, observer: Observer | None) -> int:
+        if observer is None:
+            return self._compiled.run(machine)
+        if isinstance(self._compiled, CompiledInterpreter):
+            return self._compiled.run(machine, observer)
+        raise TierUnavailableError("instruction tracing needs the interpreter tier")
 
     # -- batches (pybpf.batch) ---------------------------------------------------
 

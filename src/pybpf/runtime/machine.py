@@ -66,7 +66,12 @@ class Frame:
 
 @dataclass
 class Machine:
-    """One run's mutable state; created fresh for every run."""
+    """One run's mutable state: created for a run, or restarted for the next one.
+
+    A VM keeps one machine and reuses it run after run (:meth:`restart`,
+    :meth:`retire`); every run still starts as a fresh machine would: a zeroed
+    stack, fresh registers and frames, and only the regions it is given.
+    """
 
     config: MachineConfig
     memory: AddressSpace
@@ -94,7 +99,7 @@ class Machine:
     ) -> Machine:
         """A machine with a fresh zeroed stack and the given regions mapped."""
         total = config.stack_size * config.max_call_depth
-        stack = MemoryRegion("stack", STACK_BASE, bytearray(total))
+        stack = MemoryRegion("stack", STACK_BASE, bytearray(total), owned=True)
         stack.vm_start = stack.vm_end - config.stack_size
         machine = cls(
             config=config,
@@ -107,6 +112,35 @@ class Machine:
         )
         machine.regs[10] = stack.vm_end
         return machine
+
+    def restart(
+        self, regions: list[MemoryRegion], packet: MemoryRegion | None, r1: int, r2: int
+    ) -> None:
+        """Begin a new run with ``regions`` mapped (the stack first) and r1, r2 set.
+
+        The stack must be zero already, as :meth:`create` and :meth:`retire` leave it;
+        ``regions`` must not overlap (the VM checked them when they were added).
+        """
+        stack = self.stack
+        top = stack.vm_end
+        stack.vm_start = top - self.config.stack_size
+        self.memory.regions = regions
+        self.packet = packet
+        self.regs = [0, r1, r2, 0, 0, 0, 0, 0, 0, 0, top]
+        self.frames = []
+        self.pc = 0
+        self.instructions = 0
+        self.stop_value = None
+        self.trace_lines = []
+
+    def retire(self, stack_reach: int) -> None:
+        """End a run: zero the top ``stack_reach`` bytes of the stack (all that the
+        run could have written) and drop the run's regions, so that no buffer of
+        the caller's stays referenced and the next :meth:`restart` starts clean."""
+        buffer = self.stack.buffer
+        buffer[len(buffer) - stack_reach :] = bytes(stack_reach)
+        self.memory.regions = [self.stack]
+        self.packet = None
 
     # -- the helper-facing API -------------------------------------------------
 

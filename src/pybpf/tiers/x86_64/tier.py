@@ -52,7 +52,12 @@ stack top and bottom, record size."""
 _WORD = struct.Struct("<Q")
 _FIELD_WORDS = tuple(layout.table_field(field, 0) // 8 for field in layout.TABLE_FIELDS)
 """Word index of each table field's array; a slot's field is ``word + slot``."""
-_LO_READ_WORD, _LO_WRITE_WORD = _FIELD_WORDS[:2]
+_LO_READ_WORD, _LO_WRITE_WORD, _LAST1_WORD, _LAST2_WORD, _LAST4_WORD, _LAST8_WORD, _DELTA_WORD = (
+    _FIELD_WORDS
+)
+_SHIFT = layout.SLOT_SHIFT
+_R0_WORD = layout.REGS // 8
+_BUDGET_LEFT_WORD = layout.BUDGET_LEFT // 8
 _STACK_SLOT = STACK_BASE >> layout.SLOT_SHIFT
 _STACK_LO = layout.table_field(layout.LO_READ, _STACK_SLOT)
 _STACK_LO_WRITE = layout.table_field(layout.LO_WRITE, _STACK_SLOT)
@@ -68,13 +73,19 @@ class _Pinned:
         view = self.views.get(id(region))
         if view is None:
             buffer = region.buffer
-            if isinstance(buffer, memoryview) and buffer.readonly:
-                # read-only views cannot be pinned; a copy serves, since nothing writes it
-                region.buffer = buffer = bytearray(buffer)
             if not len(buffer):
                 return 0
-            view = self.views[id(region)] = ctypes.c_char.from_buffer(buffer)
+            view = self.views[id(region)] = _pin(region)
         return ctypes.addressof(view)
+
+
+def _pin(region: MemoryRegion) -> ctypes.c_char:
+    """An export of the region's buffer, whose address stays valid while it lives."""
+    buffer = region.buffer
+    if isinstance(buffer, memoryview) and buffer.readonly:
+        # read-only views cannot be pinned; a copy serves, since nothing writes it
+        region.buffer = buffer = bytearray(buffer)
+    return ctypes.c_char.from_buffer(buffer)
 
 
 class CompiledNative:
@@ -98,6 +109,13 @@ class CompiledNative:
         callback_address = ctypes.cast(self._callback, ctypes.c_void_p).value or 0
         self._words[layout.CALLBACK // 8] = callback_address
         self._mapped_slots: list[int] = list(range(layout.SLOT_COUNT))
+        self._rows: dict[int, tuple[int, int, bool, int]] = {}
+        """Slot -> what its row holds now: lowest address, end, writable, and the id of
+        the owned buffer its delta points into (0 for a buffer pinned per run)."""
+        self._held: dict[int, tuple[ctypes.c_char | None, int]] = {}
+        """Slot -> export and host address of the owned buffer its row points into:
+        the export keeps the buffer (so its id) alive and its address valid."""
+        self._pinned = _Pinned()
         self._machine: Machine | None = None
         self._batch: BatchInput | None = None
         self._pending: BaseException | None = None
@@ -139,7 +157,9 @@ class CompiledNative:
     # -- running -------------------------------------------------------------------
 
     def run(self, m: Machine) -> int:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._running:  # a helper ran this program again: use the interpreter
                 return self._reference.run(m)
             self._running = True
@@ -147,11 +167,12 @@ class CompiledNative:
                 return self._run(m)
             finally:
                 self._running = False
-                self._machine = None
-                self._pending = None
+                self._machine = self._pending = None
+        finally:
+            lock.release()
 
     def _run(self, m: Machine) -> int:
-        pinned = _Pinned()
+        pinned = self._pinned
         try:
             if not self._fill_context(m, pinned):
                 return self._reference.run(m)
@@ -159,35 +180,62 @@ class CompiledNative:
             status = self._entry(self._context_address)
         finally:
             pinned.views.clear()
+        if status == Status.OK:
+            words = self._words
+            m.regs[0] = r0 = words[_R0_WORD]
+            m.instructions = m.config.budget - words[_BUDGET_LEFT_WORD]
+            return r0
+        # a trap or a stop can leave the stack slot's bounds at an inner frame
+        self._forget_table()
         return self._finish(m, status)
 
     def _fill_context(self, m: Machine, pinned: _Pinned) -> bool:
-        """Write the region table, registers and limits; False if the regions do not fit."""
-        context, words = self._context, self._words
-        for slot in self._mapped_slots:
-            words[_LO_READ_WORD + slot] = words[_LO_WRITE_WORD + slot] = layout.NO_ACCESS
-        self._mapped_slots = mapped = []
+        """Write the region table, registers and limits; False if the regions do not fit.
+
+        A row is rewritten only where it differs from what the table holds.  Buffers
+        pybpf owns (:attr:`MemoryRegion.owned`) stay pinned while a row points into
+        them; every other buffer is pinned for this run only, and its row's host
+        delta is written every run.
+        """
+        words, rows, held = self._words, self._rows, self._held
+        stack, packet = m.stack, m.packet
+        stack_delta = packet_host = -1
+        mapped: list[int] = []
         for region in m.memory.regions:
-            slot = region.base >> layout.SLOT_SHIFT
-            end = region.vm_end
-            if slot != (max(end, region.base + 1) - 1) >> layout.SLOT_SHIFT or slot in mapped:
+            base = region.base
+            slot = base >> _SHIFT
+            buffer = region.buffer
+            end = base + len(buffer)
+            if end > base and (end - 1) >> _SHIFT != slot or slot in mapped:
+                self._mapped_slots.extend(mapped)  # rows written so far: cleared next time
                 return False
             mapped.append(slot)
-            start = region.vm_start
-            values = (
-                start,
-                start if region.writable else layout.NO_ACCESS,
-                max(end - 1, 0),
-                max(end - 2, 0),
-                max(end - 4, 0),
-                max(end - 8, 0),
-                (pinned.address_of(region) - region.base) & MASK64,
-            )
-            for first_word, value in zip(_FIELD_WORDS, values, strict=True):
-                words[first_word + slot] = value
-        stack, packet = m.stack, m.packet
+            owned = region.owned
+            row = (region.vm_start, end, region.writable, id(buffer) if owned else 0)
+            if rows.get(slot) != row:
+                self._write_row(slot, region, row)
+            if owned:
+                host = held[slot][1]
+            else:
+                host = pinned.address_of(region)
+                words[_DELTA_WORD + slot] = (host - base) & MASK64
+            if region is stack:
+                stack_delta = (host - base) & MASK64
+            elif region is packet:
+                packet_host = host
+        if mapped != self._mapped_slots:
+            for slot in self._mapped_slots:
+                if slot not in mapped:
+                    words[_LO_READ_WORD + slot] = words[_LO_WRITE_WORD + slot] = layout.NO_ACCESS
+                    rows.pop(slot, None)
+                    held.pop(slot, None)
+            self._mapped_slots = mapped
+        if stack_delta < 0:
+            stack_delta = (pinned.address_of(stack) - stack.base) & MASK64
+        if packet is not None and packet_host < 0:
+            packet_host = pinned.address_of(packet)
         _STATE.pack_into(
-            context,
+            self._context,
             layout.REGS,
             *m.regs,
             m.config.budget - m.instructions,
@@ -196,11 +244,38 @@ class CompiledNative:
             0,  # trap pc
             0,  # fault address
             0,  # fault info
-            (pinned.address_of(stack) - stack.base) & MASK64,
-            0 if packet is None else pinned.address_of(packet),
-            0 if packet is None else len(packet),
+            stack_delta,
+            0 if packet is None else packet_host,
+            0 if packet is None else len(packet.buffer),
         )
         return True
+
+    def _write_row(self, slot: int, region: MemoryRegion, row: tuple[int, int, bool, int]) -> None:
+        """Write a slot's bounds: the lowest readable and writable address and the last
+        start of each access size (for an empty region, below its lowest address);
+        for an owned buffer also its host delta, and pin it while the row holds it."""
+        words = self._words
+        start, end, writable, owner = row
+        words[_LO_READ_WORD + slot] = start
+        words[_LO_WRITE_WORD + slot] = start if writable else layout.NO_ACCESS
+        words[_LAST1_WORD + slot] = end - 1 if end > 1 else 0
+        words[_LAST2_WORD + slot] = end - 2 if end > 2 else 0
+        words[_LAST4_WORD + slot] = end - 4 if end > 4 else 0
+        words[_LAST8_WORD + slot] = end - 8 if end > 8 else 0
+        if owner:
+            pin = _pin(region) if end > region.base else None  # nothing to pin when empty
+            host = 0 if pin is None else ctypes.addressof(pin)
+            self._held[slot] = (pin, host)
+            words[_DELTA_WORD + slot] = (host - region.base) & MASK64
+        else:
+            self._held.pop(slot, None)
+        self._rows[slot] = row
+
+    def _forget_table(self) -> None:
+        """Native code changed rows (a batch's input, an inner frame's stack bounds):
+        rewrite every row on the next run."""
+        self._rows.clear()
+        self._held.clear()
 
     # -- batches -------------------------------------------------------------------
 
@@ -267,6 +342,7 @@ class CompiledNative:
                 self._words[layout.BATCH_INDEX // 8] = index + 1
         finally:
             pinned.views.clear()
+            self._forget_table()
 
     def _run_records_one_by_one(
         self, vm: VM, batch: BatchInput, out: array[int], start: int
