@@ -293,14 +293,14 @@ class VM:
     ) -> _Report:
         """One run on the VM's own machine if it is free, else on a new one."""
         idle = self._idle
-        if idle.acquire(blocking=False):
-            reach = self._stack_reach
+        if idle.acquire(False):
             try:
                 machine = self._restart(mem, mbuff, mem_writable)
                 if machine is not None:
+                    if observer is None:
+                        return report(self._compiled.run(machine), machine)
                     return report(self._start(machine, observer), machine)
             finally:
-                self._machine.retire(reach)
                 self._input.buffer = self._mbuff.buffer = _NOTHING
                 idle.release()
         machine = self.make_machine(mem, mbuff=mbuff, mem_writable=mem_writable)
@@ -317,7 +317,8 @@ class VM:
         r1 = r2 = 0
         if mem is not None:
             packet = self._input
-            packet.buffer = buffer = _as_buffer(mem, mem_writable)
+            buffer = mem if type(mem) is bytearray else _as_buffer(mem, mem_writable)
+            packet.buffer = buffer
             packet.writable = mem_writable
             r1, r2 = INPUT_BASE, len(buffer)
             if r2 > REGION_ALIGN:
@@ -332,7 +333,7 @@ class VM:
         machine.helpers = self.helpers
         machine.trace_sink = self.trace_sink
         machine.rng = self.rng
-        machine.restart(regions, packet, r1, r2)
+        machine.restart(regions, packet, r1, r2, self._stack_reach)
         return machine
 
     def _start(self, machine: Machine, observer: Observer | None) -> int:

@@ -68,9 +68,9 @@ class Frame:
 class Machine:
     """One run's mutable state: created for a run, or restarted for the next one.
 
-    A VM keeps one machine and reuses it run after run (:meth:`restart`,
-    :meth:`retire`); every run still starts as a fresh machine would: a zeroed
-    stack, fresh registers and frames, and only the regions it is given.
+    A VM keeps one machine and reuses it run after run (:meth:`restart`); every
+    run still starts as a fresh machine would: a zeroed stack, fresh registers
+    and frames, and only the regions it is given.
     """
 
     config: MachineConfig
@@ -86,6 +86,8 @@ class Machine:
     trace_lines: list[str] = field(default_factory=list)
     trace_sink: Callable[[str], None] | None = None
     rng: random.Random = field(default_factory=random.Random)
+    stack_dirty: int = 0
+    """Bytes at the top of the stack the last run could have written (:meth:`restart`)."""
 
     @classmethod
     def create(
@@ -114,33 +116,37 @@ class Machine:
         return machine
 
     def restart(
-        self, regions: list[MemoryRegion], packet: MemoryRegion | None, r1: int, r2: int
+        self,
+        regions: list[MemoryRegion],
+        packet: MemoryRegion | None,
+        r1: int,
+        r2: int,
+        stack_reach: int,
     ) -> None:
         """Begin a new run with ``regions`` mapped (the stack first) and r1, r2 set.
 
-        The stack must be zero already, as :meth:`create` and :meth:`retire` leave it;
-        ``regions`` must not overlap (the VM checked them when they were added).
+        The stack bytes the last run could reach are zeroed first; ``stack_reach``
+        says how many at the top this run can reach.  ``regions`` must not overlap
+        (the VM checked them when they were added).
         """
         stack = self.stack
-        top = stack.vm_end
+        buffer = stack.buffer
+        dirty = self.stack_dirty
+        if dirty:
+            buffer[len(buffer) - dirty :] = bytes(dirty)
+        self.stack_dirty = stack_reach
+        top = stack.base + len(buffer)
         stack.vm_start = top - self.config.stack_size
         self.memory.regions = regions
         self.packet = packet
         self.regs = [0, r1, r2, 0, 0, 0, 0, 0, 0, 0, top]
-        self.frames = []
+        if self.frames:
+            self.frames = []
         self.pc = 0
         self.instructions = 0
         self.stop_value = None
-        self.trace_lines = []
-
-    def retire(self, stack_reach: int) -> None:
-        """End a run: zero the top ``stack_reach`` bytes of the stack (all that the
-        run could have written) and drop the run's regions, so that no buffer of
-        the caller's stays referenced and the next :meth:`restart` starts clean."""
-        buffer = self.stack.buffer
-        buffer[len(buffer) - stack_reach :] = bytes(stack_reach)
-        self.memory.regions = [self.stack]
-        self.packet = None
+        if self.trace_lines:
+            self.trace_lines = []
 
     # -- the helper-facing API -------------------------------------------------
 

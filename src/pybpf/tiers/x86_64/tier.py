@@ -56,6 +56,7 @@ _LO_READ_WORD, _LO_WRITE_WORD, _LAST1_WORD, _LAST2_WORD, _LAST4_WORD, _LAST8_WOR
     _FIELD_WORDS
 )
 _SHIFT = layout.SLOT_SHIFT
+_OK = Status.OK
 _R0_WORD = layout.REGS // 8
 _BUDGET_LEFT_WORD = layout.BUDGET_LEFT // 8
 _STACK_SLOT = STACK_BASE >> layout.SLOT_SHIFT
@@ -63,29 +64,23 @@ _STACK_LO = layout.table_field(layout.LO_READ, _STACK_SLOT)
 _STACK_LO_WRITE = layout.table_field(layout.LO_WRITE, _STACK_SLOT)
 
 
-class _Pinned:
-    """Host addresses of the run's buffers; the exports end when the run does."""
-
-    def __init__(self) -> None:
-        self.views: dict[int, ctypes.c_char] = {}
-
-    def address_of(self, region: MemoryRegion) -> int:
-        view = self.views.get(id(region))
-        if view is None:
-            buffer = region.buffer
-            if not len(buffer):
-                return 0
-            view = self.views[id(region)] = _pin(region)
-        return ctypes.addressof(view)
+_Pins = list[ctypes.c_char]
+"""Exports of the buffers a run uses; their host addresses stay valid while it lives."""
+_export = ctypes.c_char.from_buffer
+_addressof = ctypes.addressof
 
 
-def _pin(region: MemoryRegion) -> ctypes.c_char:
-    """An export of the region's buffer, whose address stays valid while it lives."""
+def _pin(region: MemoryRegion, pins: _Pins) -> int:
+    """The host address of the region's buffer (0 if empty), exported into ``pins``."""
     buffer = region.buffer
+    if not len(buffer):
+        return 0
     if isinstance(buffer, memoryview) and buffer.readonly:
         # read-only views cannot be pinned; a copy serves, since nothing writes it
         region.buffer = buffer = bytearray(buffer)
-    return ctypes.c_char.from_buffer(buffer)
+    view = _export(buffer)
+    pins.append(view)
+    return _addressof(view)
 
 
 class CompiledNative:
@@ -112,10 +107,10 @@ class CompiledNative:
         self._rows: dict[int, tuple[int, int, bool, int]] = {}
         """Slot -> what its row holds now: lowest address, end, writable, and the id of
         the owned buffer its delta points into (0 for a buffer pinned per run)."""
-        self._held: dict[int, tuple[ctypes.c_char | None, int]] = {}
+        self._held: dict[int, tuple[_Pins, int]] = {}
         """Slot -> export and host address of the owned buffer its row points into:
         the export keeps the buffer (so its id) alive and its address valid."""
-        self._pinned = _Pinned()
+        self._pins: _Pins = []
         self._machine: Machine | None = None
         self._batch: BatchInput | None = None
         self._pending: BaseException | None = None
@@ -163,92 +158,116 @@ class CompiledNative:
             if self._running:  # a helper ran this program again: use the interpreter
                 return self._reference.run(m)
             self._running = True
+            pins = self._pins
             try:
-                return self._run(m)
+                budget = self._fill_context(m, pins)
+                if budget < 0:
+                    return self._reference.run(m)
+                self._machine = m
+                status = self._entry(self._context_address)
+                pins.clear()
+                if status == _OK:
+                    words = self._words
+                    m.regs[0] = r0 = words[_R0_WORD]
+                    m.instructions = budget - words[_BUDGET_LEFT_WORD]
+                    return r0
+                # a trap or a stop can leave the stack slot's bounds at an inner frame
+                self._forget_table()
+                return self._finish(m, status)
             finally:
+                pins.clear()
                 self._running = False
                 self._machine = self._pending = None
         finally:
             lock.release()
 
-    def _run(self, m: Machine) -> int:
-        pinned = self._pinned
-        try:
-            if not self._fill_context(m, pinned):
-                return self._reference.run(m)
-            self._machine = m
-            status = self._entry(self._context_address)
-        finally:
-            pinned.views.clear()
-        if status == Status.OK:
-            words = self._words
-            m.regs[0] = r0 = words[_R0_WORD]
-            m.instructions = m.config.budget - words[_BUDGET_LEFT_WORD]
-            return r0
-        # a trap or a stop can leave the stack slot's bounds at an inner frame
-        self._forget_table()
-        return self._finish(m, status)
-
-    def _fill_context(self, m: Machine, pinned: _Pinned) -> bool:
-        """Write the region table, registers and limits; False if the regions do not fit.
+    def _fill_context(self, m: Machine, pins: _Pins) -> int:
+        """Write the region table, registers and limits; returns the budget, or -1 if
+        the regions do not fit the table.
 
         A row is rewritten only where it differs from what the table holds.  Buffers
         pybpf owns (:attr:`MemoryRegion.owned`) stay pinned while a row points into
-        them; every other buffer is pinned for this run only, and its row's host
-        delta is written every run.
+        them; every other buffer is pinned (into ``pins``) for this run only, and
+        its row's host delta is written every run.
         """
-        words, rows, held = self._words, self._rows, self._held
+        words, rows = self._words, self._rows
         stack, packet = m.stack, m.packet
-        stack_delta = packet_host = -1
+        stack_host = packet_host = -1
         mapped: list[int] = []
         for region in m.memory.regions:
             base = region.base
             slot = base >> _SHIFT
             buffer = region.buffer
             end = base + len(buffer)
-            if end > base and (end - 1) >> _SHIFT != slot or slot in mapped:
+            if slot in mapped or end > base and (end - 1) >> _SHIFT != slot:
                 self._mapped_slots.extend(mapped)  # rows written so far: cleared next time
-                return False
+                return -1
             mapped.append(slot)
-            owned = region.owned
-            row = (region.vm_start, end, region.writable, id(buffer) if owned else 0)
-            if rows.get(slot) != row:
-                self._write_row(slot, region, row)
-            if owned:
-                host = held[slot][1]
+            if region.owned:
+                row = (region.vm_start, end, region.writable, id(buffer))
+                if rows.get(slot) != row:
+                    self._write_row(slot, region, row)
+                host = self._held[slot][1]
             else:
-                host = pinned.address_of(region)
+                row = (region.vm_start, end, region.writable, 0)
+                if rows.get(slot) != row:
+                    self._write_row(slot, region, row)
+                if end == base:
+                    host = 0
+                elif type(buffer) is bytearray:  # the usual input: pinned here, for speed
+                    view = _export(buffer)
+                    pins.append(view)
+                    host = _addressof(view)
+                else:
+                    host = _pin(region, pins)
                 words[_DELTA_WORD + slot] = (host - base) & MASK64
             if region is stack:
-                stack_delta = (host - base) & MASK64
+                stack_host = host
             elif region is packet:
                 packet_host = host
         if mapped != self._mapped_slots:
-            for slot in self._mapped_slots:
-                if slot not in mapped:
-                    words[_LO_READ_WORD + slot] = words[_LO_WRITE_WORD + slot] = layout.NO_ACCESS
-                    rows.pop(slot, None)
-                    held.pop(slot, None)
-            self._mapped_slots = mapped
-        if stack_delta < 0:
-            stack_delta = (pinned.address_of(stack) - stack.base) & MASK64
+            self._unmap_others(mapped)
+        if stack_host < 0:
+            stack_host = _pin(stack, pins)
         if packet is not None and packet_host < 0:
-            packet_host = pinned.address_of(packet)
+            packet_host = _pin(packet, pins)
+        regs = m.regs
+        budget = m.config.budget
         _STATE.pack_into(
             self._context,
             layout.REGS,
-            *m.regs,
-            m.config.budget - m.instructions,
+            regs[0],
+            regs[1],
+            regs[2],
+            regs[3],
+            regs[4],
+            regs[5],
+            regs[6],
+            regs[7],
+            regs[8],
+            regs[9],
+            regs[10],
+            budget - m.instructions,
             0,  # depth
             0,  # saved rsp
             0,  # trap pc
             0,  # fault address
             0,  # fault info
-            stack_delta,
+            (stack_host - stack.base) & MASK64,
             0 if packet is None else packet_host,
             0 if packet is None else len(packet.buffer),
         )
-        return True
+        return budget
+
+    def _unmap_others(self, mapped: list[int]) -> None:
+        """Close every slot the last run mapped and this one does not."""
+        words = self._words
+        for slot in self._mapped_slots:
+            if slot not in mapped:
+                words[_LO_READ_WORD + slot] = words[_LO_WRITE_WORD + slot] = layout.NO_ACCESS
+                self._rows.pop(slot, None)
+                self._held.pop(slot, None)
+        self._mapped_slots = mapped
 
     def _write_row(self, slot: int, region: MemoryRegion, row: tuple[int, int, bool, int]) -> None:
         """Write a slot's bounds: the lowest readable and writable address and the last
@@ -263,9 +282,9 @@ class CompiledNative:
         words[_LAST4_WORD + slot] = end - 4 if end > 4 else 0
         words[_LAST8_WORD + slot] = end - 8 if end > 8 else 0
         if owner:
-            pin = _pin(region) if end > region.base else None  # nothing to pin when empty
-            host = 0 if pin is None else ctypes.addressof(pin)
-            self._held[slot] = (pin, host)
+            pins: _Pins = []
+            host = _pin(region, pins)
+            self._held[slot] = (pins, host)
             words[_DELTA_WORD + slot] = (host - region.base) & MASK64
         else:
             self._held.pop(slot, None)
@@ -303,18 +322,18 @@ class CompiledNative:
     def _run_batch(self, vm: VM, batch: BatchInput, out: array[int]) -> None:
         m = vm.make_machine(batch.record(0), mem_writable=batch.writable)
         records = MemoryRegion("batch", INPUT_BASE, batch.buffer, batch.writable)
-        pinned = _Pinned()
+        pins: _Pins = []
         try:
-            if not self._fill_context(m, pinned):
+            if self._fill_context(m, pins) < 0:
                 self._run_records_one_by_one(vm, batch, out, 0)
                 return
             stack = m.stack
-            stack_host = pinned.address_of(stack)
+            stack_host = _pin(stack, pins)
             fixed = batch.varying is None and batch.stride > 0
             _BATCH.pack_into(
                 self._context,
                 layout.BATCH_HOST,
-                pinned.address_of(records),
+                _pin(records, pins),
                 0 if fixed else batch.offsets.buffer_info()[0],
                 0 if fixed else batch.lengths.buffer_info()[0],
                 out.buffer_info()[0],
@@ -338,10 +357,10 @@ class CompiledNative:
                     tag_record(exc, index)
                     raise
                 # the next record starts from a clean machine, as a new run would
-                self._reset_machine(m, pinned)
+                self._reset_machine(m)
                 self._words[layout.BATCH_INDEX // 8] = index + 1
         finally:
-            pinned.views.clear()
+            pins.clear()
             self._forget_table()
 
     def _run_records_one_by_one(
@@ -364,7 +383,7 @@ class CompiledNative:
             return
         packet.buffer = batch.record(index)
 
-    def _reset_machine(self, m: Machine, pinned: _Pinned) -> None:
+    def _reset_machine(self, m: Machine) -> None:
         m.frames.clear()
         m.stop_value = None
         m.instructions = 0
