@@ -261,3 +261,17 @@ def test_concurrent_runs_of_one_vm_stay_apart(tier: str) -> None:
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_a_helper_may_replace_the_program_mid_run(tier: str) -> None:
+    deep = assemble("call local f\nexit\nf:\nldxdw r0, [r10-8]\nstdw [r10-8], 5\nexit")
+
+    def swap(machine: Machine, *_: int) -> int:
+        vm.set_program(deep)
+        return 0
+
+    vm = VM(assemble("stdw [r10-8], 4\ncall 93\nldxdw r0, [r10-8]\nexit"), tier=tier)
+    vm.register_helper(93, swap)
+    assert vm.run() == 4
+    assert [vm.run(), vm.run()] == [0, 0]

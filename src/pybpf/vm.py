@@ -15,11 +15,10 @@ The rbpf VM flavours map onto one class:
 from __future__ import annotations
 
 import random
-import threading
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, overload
 
 from pybpf.batch import BatchRunner, BatchSource, prepare_batch, tag_record
 from pybpf.errors import BpfError, TierUnavailableError
@@ -58,7 +57,6 @@ _RESERVED_RANGES: dict[str, tuple[int, int]] = {
 BytesLike = bytes | bytearray | memoryview
 _NOTHING = bytearray()
 """The buffer of the VM's input regions between runs: no caller's buffer stays referenced."""
-_Report = TypeVar("_Report")
 
 
 @dataclass(frozen=True)
@@ -74,10 +72,6 @@ class RunResult:
 
 def _result(r0: int, machine: Machine) -> RunResult:
     return RunResult(r0, machine.instructions, tuple(machine.trace_lines))
-
-
-def _r0(r0: int, machine: Machine) -> int:
-    return r0
 
 
 def _as_buffer(data: object, writable: bool) -> Buffer:
@@ -131,12 +125,13 @@ class VM:
         self._regions: list[MemoryRegion] = []
         self._program: Program
         self._compiled: CompiledProgram
-        self._stack_reach = 0
-        """Bytes at the top of the stack a run of the program can write."""
         self._machine = Machine.create(self.config, self.helpers, [])
-        """The machine runs reuse; a run that finds it taken (``_idle`` is held: a
-        helper runs the VM again, or another thread does) builds its own."""
-        self._idle = threading.Lock()
+        """The machine runs reuse."""
+        self._spare = [self._machine]
+        """Holds :attr:`_machine` while no run uses it; a run that finds it empty (a
+        helper runs the VM again, or another thread does) builds its own machine."""
+        self._stack_reach = self._machine.stack_top(0)
+        """The top of that machine's stack that a run of the program can write."""
         self._input = MemoryRegion("mem", INPUT_BASE, _NOTHING)
         self._mbuff = MemoryRegion("mbuff", MBUFF_BASE, _NOTHING)
         self._plain_execute = type(self).execute is VM.execute
@@ -166,7 +161,7 @@ class VM:
         self._compiled = self._tier.compile(program, self.config)
         self._program = program
         frames = 1 if len(program.functions) == 1 else self.config.max_call_depth
-        self._stack_reach = frames * self.config.stack_size
+        self._stack_reach = self._machine.stack_top(frames * self.config.stack_size)
 
     def set_verifier(self, verifier: Verifier | None) -> None:
         """Install a verifier hook (run after the structural checks) and apply it now."""
@@ -269,7 +264,7 @@ class VM:
         (or writable buffer) is used in place, so stores show in it afterwards.
         ``observer(pc, machine)`` is called before every instruction (interpreter only).
         """
-        return self._execute(mem, mbuff, mem_writable, observer, _result)
+        return self._execute(mem, mbuff, mem_writable, observer, True)
 
     def run(
         self,
@@ -281,7 +276,27 @@ class VM:
         """Run once and return r0."""
         if not self._plain_execute:  # a subclass's execute does per-run work
             return self.execute(mem, mbuff=mbuff, mem_writable=mem_writable).r0
-        return self._execute(mem, mbuff, mem_writable, None, _r0)
+        return self._execute(mem, mbuff, mem_writable, None, False)
+
+    @overload
+    def _execute(
+        self,
+        mem: BytesLike | None,
+        mbuff: BytesLike | None,
+        mem_writable: bool,
+        observer: Observer | None,
+        report: Literal[True],
+    ) -> RunResult: ...
+
+    @overload
+    def _execute(
+        self,
+        mem: BytesLike | None,
+        mbuff: BytesLike | None,
+        mem_writable: bool,
+        observer: Observer | None,
+        report: Literal[False],
+    ) -> int: ...
 
     def _execute(
         self,
@@ -289,29 +304,35 @@ class VM:
         mbuff: BytesLike | None,
         mem_writable: bool,
         observer: Observer | None,
-        report: Callable[[int, Machine], _Report],
-    ) -> _Report:
-        """One run on the VM's own machine if it is free, else on a new one."""
-        idle = self._idle
-        if idle.acquire(False):
+        report: bool,
+    ) -> RunResult | int:
+        """One run, on the VM's own machine unless it is taken (a helper runs the VM
+        again, or another thread does); a :class:`RunResult` if ``report``, else r0."""
+        spare = self._spare
+        try:
+            machine: Machine | None = spare.pop()  # atomic: one run at a time gets it
+        except IndexError:
+            machine = None
+        if machine is not None:
             try:
-                machine = self._restart(mem, mbuff, mem_writable)
-                if machine is not None:
+                if self._restart(machine, mem, mbuff, mem_writable):
                     if observer is None:
-                        return report(self._compiled.run(machine), machine)
-                    return report(self._start(machine, observer), machine)
+                        r0 = self._compiled.run(machine)
+                    else:
+                        r0 = self._start(machine, observer)
+                    return _result(r0, machine) if report else r0
             finally:
                 self._input.buffer = self._mbuff.buffer = _NOTHING
-                idle.release()
+                spare.append(machine)
         machine = self.make_machine(mem, mbuff=mbuff, mem_writable=mem_writable)
-        return report(self._start(machine, observer), machine)
+        r0 = self._start(machine, observer)
+        return _result(r0, machine) if report else r0
 
     def _restart(
-        self, mem: BytesLike | None, mbuff: BytesLike | None, mem_writable: bool
-    ) -> Machine | None:
-        """The VM's own machine set up as :meth:`make_machine` would set up a new one,
-        or None if an input is too large for its slot (the general path decides)."""
-        machine = self._machine
+        self, machine: Machine, mem: BytesLike | None, mbuff: BytesLike | None, mem_writable: bool
+    ) -> bool:
+        """Set the VM's own machine up as :meth:`make_machine` would set up a new one;
+        False if an input is too large for its slot (the general path decides)."""
         regions = [machine.stack, *self._regions]
         packet = None
         r1 = r2 = 0
@@ -322,19 +343,19 @@ class VM:
             packet.writable = mem_writable
             r1, r2 = INPUT_BASE, len(buffer)
             if r2 > REGION_ALIGN:
-                return None
+                return False
             regions.append(packet)
         if mbuff is not None:
             self._mbuff.buffer = buffer = _as_buffer(mbuff, True)
             r1, r2 = MBUFF_BASE, len(buffer)
             if r2 > REGION_ALIGN:
-                return None
+                return False
             regions.append(self._mbuff)
         machine.helpers = self.helpers
         machine.trace_sink = self.trace_sink
         machine.rng = self.rng
         machine.restart(regions, packet, r1, r2, self._stack_reach)
-        return machine
+        return True
 
     def _start(self, machine: Machine, observer: Observer | None) -> int:
         if observer is None:

@@ -37,6 +37,10 @@ def in_current_frame(base: int, off: int, size: int, frame_size: int) -> bool:
     return base == 10 and -frame_size <= off <= -size
 
 
+StackTop = tuple[memoryview, bytes]
+"""A view of the top bytes of a stack, and as many zero bytes."""
+
+
 @dataclass(frozen=True)
 class MachineConfig:
     """Limits and environment shared by every run of a VM."""
@@ -86,8 +90,8 @@ class Machine:
     trace_lines: list[str] = field(default_factory=list)
     trace_sink: Callable[[str], None] | None = None
     rng: random.Random = field(default_factory=random.Random)
-    stack_dirty: int = 0
-    """Bytes at the top of the stack the last run could have written (:meth:`restart`)."""
+    stack_dirty: StackTop | None = None
+    """The top of the stack the last run could have written: :meth:`restart` zeroes it."""
 
     @classmethod
     def create(
@@ -115,25 +119,30 @@ class Machine:
         machine.regs[10] = stack.vm_end
         return machine
 
+    def stack_top(self, size: int) -> StackTop:
+        """The top ``size`` bytes of the whole stack area, for :meth:`restart`."""
+        buffer = self.stack.buffer
+        return memoryview(buffer)[len(buffer) - size :], bytes(size)
+
     def restart(
         self,
         regions: list[MemoryRegion],
         packet: MemoryRegion | None,
         r1: int,
         r2: int,
-        stack_reach: int,
+        stack_reach: StackTop,
     ) -> None:
         """Begin a new run with ``regions`` mapped (the stack first) and r1, r2 set.
 
-        The stack bytes the last run could reach are zeroed first; ``stack_reach``
-        says how many at the top this run can reach.  ``regions`` must not overlap
-        (the VM checked them when they were added).
+        The part of the stack the last run could reach is zeroed first;
+        ``stack_reach`` (from :meth:`stack_top`) is the part this run can reach.
+        ``regions`` must not overlap (the VM checked them when they were added).
         """
         stack = self.stack
         buffer = stack.buffer
         dirty = self.stack_dirty
-        if dirty:
-            buffer[len(buffer) - dirty :] = bytes(dirty)
+        if dirty is not None:
+            dirty[0][:] = dirty[1]
         self.stack_dirty = stack_reach
         top = stack.base + len(buffer)
         stack.vm_start = top - self.config.stack_size

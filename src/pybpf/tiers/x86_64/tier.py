@@ -103,7 +103,8 @@ class CompiledNative:
         self._callback = _CALLBACK_TYPE(self._on_helper)
         callback_address = ctypes.cast(self._callback, ctypes.c_void_p).value or 0
         self._words[layout.CALLBACK // 8] = callback_address
-        self._mapped_slots: list[int] = list(range(layout.SLOT_COUNT))
+        self._mapped = (1 << layout.SLOT_COUNT) - 1
+        """Bit ``slot`` is set for every slot whose row may grant access."""
         self._rows: dict[int, tuple[int, int, bool, int]] = {}
         """Slot -> what its row holds now: lowest address, end, writable, and the id of
         the owned buffer its delta points into (0 for a buffer pinned per run)."""
@@ -165,7 +166,6 @@ class CompiledNative:
                     return self._reference.run(m)
                 self._machine = m
                 status = self._entry(self._context_address)
-                pins.clear()
                 if status == _OK:
                     words = self._words
                     m.regs[0] = r0 = words[_R0_WORD]
@@ -193,16 +193,17 @@ class CompiledNative:
         words, rows = self._words, self._rows
         stack, packet = m.stack, m.packet
         stack_host = packet_host = -1
-        mapped: list[int] = []
+        mapped = 0
         for region in m.memory.regions:
             base = region.base
             slot = base >> _SHIFT
             buffer = region.buffer
             end = base + len(buffer)
-            if slot in mapped or end > base and (end - 1) >> _SHIFT != slot:
-                self._mapped_slots.extend(mapped)  # rows written so far: cleared next time
+            bit = 1 << slot
+            if mapped & bit or end > base and (end - 1) >> _SHIFT != slot:
+                self._mapped |= mapped  # rows written so far: closed next time
                 return -1
-            mapped.append(slot)
+            mapped |= bit
             if region.owned:
                 row = (region.vm_start, end, region.writable, id(buffer))
                 if rows.get(slot) != row:
@@ -225,7 +226,7 @@ class CompiledNative:
                 stack_host = host
             elif region is packet:
                 packet_host = host
-        if mapped != self._mapped_slots:
+        if mapped != self._mapped:
             self._unmap_others(mapped)
         if stack_host < 0:
             stack_host = _pin(stack, pins)
@@ -259,35 +260,40 @@ class CompiledNative:
         )
         return budget
 
-    def _unmap_others(self, mapped: list[int]) -> None:
-        """Close every slot the last run mapped and this one does not."""
+    def _unmap_others(self, mapped: int) -> None:
+        """Close every slot the last run mapped and this one (bits of ``mapped``) does not."""
         words = self._words
-        for slot in self._mapped_slots:
-            if slot not in mapped:
+        for slot in range(layout.SLOT_COUNT):
+            if self._mapped >> slot & 1 and not mapped >> slot & 1:
                 words[_LO_READ_WORD + slot] = words[_LO_WRITE_WORD + slot] = layout.NO_ACCESS
                 self._rows.pop(slot, None)
                 self._held.pop(slot, None)
-        self._mapped_slots = mapped
+        self._mapped = mapped
 
     def _write_row(self, slot: int, region: MemoryRegion, row: tuple[int, int, bool, int]) -> None:
-        """Write a slot's bounds: the lowest readable and writable address and the last
-        start of each access size (for an empty region, below its lowest address);
-        for an owned buffer also its host delta, and pin it while the row holds it."""
+        """Make a slot's row say ``row``, writing only the words that change: the lowest
+        readable and writable address, the last start of each access size (for an
+        empty region, below its lowest address), and for an owned buffer its host
+        delta, pinning the buffer while the row points into it."""
         words = self._words
         start, end, writable, owner = row
-        words[_LO_READ_WORD + slot] = start
-        words[_LO_WRITE_WORD + slot] = start if writable else layout.NO_ACCESS
-        words[_LAST1_WORD + slot] = end - 1 if end > 1 else 0
-        words[_LAST2_WORD + slot] = end - 2 if end > 2 else 0
-        words[_LAST4_WORD + slot] = end - 4 if end > 4 else 0
-        words[_LAST8_WORD + slot] = end - 8 if end > 8 else 0
+        old = self._rows.get(slot)
+        if old is None or old[0] != start or old[2] != writable:
+            words[_LO_READ_WORD + slot] = start
+            words[_LO_WRITE_WORD + slot] = start if writable else layout.NO_ACCESS
+        if old is None or old[1] != end:  # a new length (the next packet)
+            words[_LAST1_WORD + slot] = end - 1 if end > 1 else 0
+            words[_LAST2_WORD + slot] = end - 2 if end > 2 else 0
+            words[_LAST4_WORD + slot] = end - 4 if end > 4 else 0
+            words[_LAST8_WORD + slot] = end - 8 if end > 8 else 0
         if owner:
-            pins: _Pins = []
-            host = _pin(region, pins)
-            self._held[slot] = (pins, host)
-            words[_DELTA_WORD + slot] = (host - region.base) & MASK64
-        else:
-            self._held.pop(slot, None)
+            if old is None or old[3] != owner:
+                pins: _Pins = []
+                self._held[slot] = (pins, _pin(region, pins))
+            # the buffer cannot resize while pinned, so its end fixes its base
+            words[_DELTA_WORD + slot] = (self._held[slot][1] - region.base) & MASK64
+        elif old is not None and old[3]:
+            del self._held[slot]
         self._rows[slot] = row
 
     def _forget_table(self) -> None:
