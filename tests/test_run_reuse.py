@@ -275,3 +275,17 @@ def test_a_helper_may_replace_the_program_mid_run(tier: str) -> None:
     vm.register_helper(93, swap)
     assert vm.run() == 4
     assert [vm.run(), vm.run()] == [0, 0]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_a_region_across_two_slots_then_gone_leaves_nothing_mapped(tier: str) -> None:
+    # a region the x86-64 table cannot describe makes that tier run the interpreter;
+    # the runs after it must not find any of its rows still open
+    vm = VM(assemble("lddw r1, 0x4ffffffc\nldxw r0, [r1+4]\nexit"), tier=tier)
+    assert _error(vm, b"")[:2] == (2, 0x5000_0000)
+    vm.add_region("wide", b"\x00\x00\x00\x00\x2a\x00\x00\x00", vm_start=0x4FFF_FFFC)
+    assert vm.run(b"") == 42
+    vm.remove_region("wide")
+    assert _error(vm, b"")[:2] == (2, 0x5000_0000)
+    vm.add_region("low", bytearray(8), vm_start=0x4FFF_FFF0)
+    assert _error(vm, b"")[:2] == (2, 0x5000_0000)

@@ -310,52 +310,56 @@ class VM:
         again, or another thread does); a :class:`RunResult` if ``report``, else r0."""
         spare = self._spare
         try:
-            machine: Machine | None = spare.pop()  # atomic: one run at a time gets it
+            machine = spare.pop()  # atomic: only one run at a time gets it
         except IndexError:
-            machine = None
-        if machine is not None:
-            try:
-                if self._restart(machine, mem, mbuff, mem_writable):
-                    if observer is None:
-                        r0 = self._compiled.run(machine)
-                    else:
-                        r0 = self._start(machine, observer)
-                    return _result(r0, machine) if report else r0
-            finally:
-                self._input.buffer = self._mbuff.buffer = _NOTHING
-                spare.append(machine)
+            return self._execute_apart(mem, mbuff, mem_writable, observer, report)
+        try:
+            # set the machine up as make_machine would set up a new one; an input too
+            # large for its slot takes the general path, which decides what it means
+            r1 = r2 = 0
+            packet = None
+            if mem is not None:
+                packet = self._input
+                buffer = mem if type(mem) is bytearray else _as_buffer(mem, mem_writable)
+                packet.buffer = buffer
+                packet.writable = mem_writable
+                r1, r2 = INPUT_BASE, len(buffer)
+                if r2 > REGION_ALIGN:
+                    return self._execute_apart(mem, mbuff, mem_writable, observer, report)
+                regions = [machine.stack, *self._regions, packet]
+            else:
+                regions = [machine.stack, *self._regions]
+            if mbuff is not None:
+                self._mbuff.buffer = buffer = _as_buffer(mbuff, True)
+                r1, r2 = MBUFF_BASE, len(buffer)
+                if r2 > REGION_ALIGN:
+                    return self._execute_apart(mem, mbuff, mem_writable, observer, report)
+                regions.append(self._mbuff)
+            machine.helpers = self.helpers
+            machine.trace_sink = self.trace_sink
+            machine.rng = self.rng
+            machine.restart(regions, packet, r1, r2, self._stack_reach)
+            if observer is None:
+                r0 = self._compiled.run(machine)
+            else:
+                r0 = self._start(machine, observer)
+            return _result(r0, machine) if report else r0
+        finally:
+            self._input.buffer = self._mbuff.buffer = _NOTHING
+            spare.append(machine)
+
+    def _execute_apart(
+        self,
+        mem: BytesLike | None,
+        mbuff: BytesLike | None,
+        mem_writable: bool,
+        observer: Observer | None,
+        report: bool,
+    ) -> RunResult | int:
+        """One run on a machine of its own."""
         machine = self.make_machine(mem, mbuff=mbuff, mem_writable=mem_writable)
         r0 = self._start(machine, observer)
         return _result(r0, machine) if report else r0
-
-    def _restart(
-        self, machine: Machine, mem: BytesLike | None, mbuff: BytesLike | None, mem_writable: bool
-    ) -> bool:
-        """Set the VM's own machine up as :meth:`make_machine` would set up a new one;
-        False if an input is too large for its slot (the general path decides)."""
-        regions = [machine.stack, *self._regions]
-        packet = None
-        r1 = r2 = 0
-        if mem is not None:
-            packet = self._input
-            buffer = mem if type(mem) is bytearray else _as_buffer(mem, mem_writable)
-            packet.buffer = buffer
-            packet.writable = mem_writable
-            r1, r2 = INPUT_BASE, len(buffer)
-            if r2 > REGION_ALIGN:
-                return False
-            regions.append(packet)
-        if mbuff is not None:
-            self._mbuff.buffer = buffer = _as_buffer(mbuff, True)
-            r1, r2 = MBUFF_BASE, len(buffer)
-            if r2 > REGION_ALIGN:
-                return False
-            regions.append(self._mbuff)
-        machine.helpers = self.helpers
-        machine.trace_sink = self.trace_sink
-        machine.rng = self.rng
-        machine.restart(regions, packet, r1, r2, self._stack_reach)
-        return True
 
     def _start(self, machine: Machine, observer: Observer | None) -> int:
         if observer is None:

@@ -197,22 +197,20 @@ class CompiledNative:
         for region in m.memory.regions:
             base = region.base
             slot = base >> _SHIFT
+            bit = 1 << slot
             buffer = region.buffer
             end = base + len(buffer)
-            bit = 1 << slot
-            if mapped & bit or end > base and (end - 1) >> _SHIFT != slot:
-                self._mapped |= mapped  # rows written so far: closed next time
+            owner = id(buffer) if region.owned else 0
+            row = (region.vm_start, end, region.writable, owner)
+            if mapped & bit or rows.get(slot) != row and not self._write_row(slot, region, row):
+                # two regions in one slot, or one too large for its slot: the table
+                # cannot describe them (rows written so far are closed next time)
+                self._mapped |= mapped
                 return -1
             mapped |= bit
-            if region.owned:
-                row = (region.vm_start, end, region.writable, id(buffer))
-                if rows.get(slot) != row:
-                    self._write_row(slot, region, row)
+            if owner:
                 host = self._held[slot][1]
             else:
-                row = (region.vm_start, end, region.writable, 0)
-                if rows.get(slot) != row:
-                    self._write_row(slot, region, row)
                 if end == base:
                     host = 0
                 elif type(buffer) is bytearray:  # the usual input: pinned here, for speed
@@ -270,11 +268,14 @@ class CompiledNative:
                 self._held.pop(slot, None)
         self._mapped = mapped
 
-    def _write_row(self, slot: int, region: MemoryRegion, row: tuple[int, int, bool, int]) -> None:
+    def _write_row(self, slot: int, region: MemoryRegion, row: tuple[int, int, bool, int]) -> bool:
         """Make a slot's row say ``row``, writing only the words that change: the lowest
         readable and writable address, the last start of each access size (for an
         empty region, below its lowest address), and for an owned buffer its host
-        delta, pinning the buffer while the row points into it."""
+        delta, pinning the buffer while the row points into it.  False, writing
+        nothing, if the region does not fit in the slot: every row held fits."""
+        if row[1] > (slot + 1) << _SHIFT:
+            return False
         words = self._words
         start, end, writable, owner = row
         old = self._rows.get(slot)
@@ -295,6 +296,7 @@ class CompiledNative:
         elif old is not None and old[3]:
             del self._held[slot]
         self._rows[slot] = row
+        return True
 
     def _forget_table(self) -> None:
         """Native code changed rows (a batch's input, an inner frame's stack bounds):
