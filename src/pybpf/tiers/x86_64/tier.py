@@ -202,7 +202,8 @@ class CompiledNative:
             end = base + len(buffer)
             owner = id(buffer) if region.owned else 0
             row = (region.vm_start, end, region.writable, owner)
-            if mapped & bit or rows.get(slot) != row and not self._write_row(slot, region, row):
+            held = rows.get(slot)
+            if mapped & bit or held != row and not self._write_row(slot, region, row, held):
                 # two regions in one slot, or one too large for its slot: the table
                 # cannot describe them (rows written so far are closed next time)
                 self._mapped |= mapped
@@ -268,25 +269,31 @@ class CompiledNative:
                 self._held.pop(slot, None)
         self._mapped = mapped
 
-    def _write_row(self, slot: int, region: MemoryRegion, row: tuple[int, int, bool, int]) -> bool:
-        """Make a slot's row say ``row``, writing only the words that change: the lowest
-        readable and writable address, the last start of each access size (for an
-        empty region, below its lowest address), and for an owned buffer its host
-        delta, pinning the buffer while the row points into it.  False, writing
-        nothing, if the region does not fit in the slot: every row held fits."""
-        if row[1] > (slot + 1) << _SHIFT:
+    def _write_row(
+        self,
+        slot: int,
+        region: MemoryRegion,
+        row: tuple[int, int, bool, int],
+        old: tuple[int, int, bool, int] | None,
+    ) -> bool:
+        """Make a slot's row say ``row`` where it says ``old``, writing only the words
+        that change: the lowest readable and writable address, the last start of
+        each access size (for an empty region, below its lowest address), and for
+        an owned buffer its host delta, pinning the buffer while the row points into
+        it.  False, writing nothing, if the region does not fit in the slot (every
+        row held fits) or starts so low that a last start would be negative."""
+        start, end, writable, owner = row
+        if end > (slot + 1) << _SHIFT or region.base < 8:
             return False
         words = self._words
-        start, end, writable, owner = row
-        old = self._rows.get(slot)
         if old is None or old[0] != start or old[2] != writable:
             words[_LO_READ_WORD + slot] = start
             words[_LO_WRITE_WORD + slot] = start if writable else layout.NO_ACCESS
         if old is None or old[1] != end:  # a new length (the next packet)
-            words[_LAST1_WORD + slot] = end - 1 if end > 1 else 0
-            words[_LAST2_WORD + slot] = end - 2 if end > 2 else 0
-            words[_LAST4_WORD + slot] = end - 4 if end > 4 else 0
-            words[_LAST8_WORD + slot] = end - 8 if end > 8 else 0
+            words[_LAST1_WORD + slot] = end - 1
+            words[_LAST2_WORD + slot] = end - 2
+            words[_LAST4_WORD + slot] = end - 4
+            words[_LAST8_WORD + slot] = end - 8
         if owner:
             if old is None or old[3] != owner:
                 pins: _Pins = []
