@@ -18,6 +18,7 @@ import random
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, overload
 
 from pybpf.batch import BatchRunner, BatchSource, prepare_batch, tag_record
 from pybpf.errors import BpfError, TierUnavailableError
@@ -54,6 +55,8 @@ _RESERVED_RANGES: dict[str, tuple[int, int]] = {
 }
 """VM address ranges that user regions may not take."""
 BytesLike = bytes | bytearray | memoryview
+_NOTHING = bytearray()
+"""The buffer of the VM's input regions between runs: no caller's buffer stays referenced."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,16 @@ class RunResult:
     """Lines of trace output (``bpf_trace_printk``) in the order they were produced."""
 
 
+def _result(r0: int, machine: Machine) -> RunResult:
+    return RunResult(r0, machine.instructions, tuple(machine.trace_lines))
+
+
 def _as_buffer(data: object, writable: bool) -> Buffer:
     """A host buffer for guest memory: the caller's own if writable, else a copy."""
     if isinstance(data, bytearray):
         return data
+    if type(data) is bytes:
+        return bytearray(data) if writable else memoryview(data)
     try:
         view = memoryview(data)  # type: ignore[arg-type]
     except TypeError as exc:
@@ -116,6 +125,16 @@ class VM:
         self._regions: list[MemoryRegion] = []
         self._program: Program
         self._compiled: CompiledProgram
+        self._machine = Machine.create(self.config, self.helpers, [])
+        """The machine runs reuse."""
+        self._spare = [self._machine]
+        """Holds :attr:`_machine` while no run uses it; a run that finds it empty (a
+        helper runs the VM again, or another thread does) builds its own machine."""
+        self._stack_reach = self._machine.stack_top(0)
+        """The top of that machine's stack that a run of the program can write."""
+        self._input = MemoryRegion("mem", INPUT_BASE, _NOTHING)
+        self._mbuff = MemoryRegion("mbuff", MBUFF_BASE, _NOTHING)
+        self._plain_execute = type(self).execute is VM.execute
         self.set_program(program)
 
     # -- program ---------------------------------------------------------------
@@ -141,6 +160,10 @@ class VM:
             self._verifier(program)
         self._compiled = self._tier.compile(program, self.config)
         self._program = program
+        # without local calls (a call to pc 0 recurses without adding a function) only
+        # the main frame can be reached
+        frames = self.config.max_call_depth if program.local_call_targets else 1
+        self._stack_reach = self._machine.stack_top(frames * self.config.stack_size)
 
     def set_verifier(self, verifier: Verifier | None) -> None:
         """Install a verifier hook (run after the structural checks) and apply it now."""
@@ -243,14 +266,7 @@ class VM:
         (or writable buffer) is used in place, so stores show in it afterwards.
         ``observer(pc, machine)`` is called before every instruction (interpreter only).
         """
-        machine = self.make_machine(mem, mbuff=mbuff, mem_writable=mem_writable)
-        if observer is None:
-            r0 = self._compiled.run(machine)
-        elif isinstance(self._compiled, CompiledInterpreter):
-            r0 = self._compiled.run(machine, observer)
-        else:
-            raise TierUnavailableError("instruction tracing needs the interpreter tier")
-        return RunResult(r0, machine.instructions, tuple(machine.trace_lines))
+        return self._execute(mem, mbuff, mem_writable, observer, True)
 
     def run(
         self,
@@ -260,7 +276,99 @@ class VM:
         mem_writable: bool = True,
     ) -> int:
         """Run once and return r0."""
-        return self.execute(mem, mbuff=mbuff, mem_writable=mem_writable).r0
+        if not self._plain_execute:  # a subclass's execute does per-run work
+            return self.execute(mem, mbuff=mbuff, mem_writable=mem_writable).r0
+        return self._execute(mem, mbuff, mem_writable, None, False)
+
+    @overload
+    def _execute(
+        self,
+        mem: BytesLike | None,
+        mbuff: BytesLike | None,
+        mem_writable: bool,
+        observer: Observer | None,
+        report: Literal[True],
+    ) -> RunResult: ...
+
+    @overload
+    def _execute(
+        self,
+        mem: BytesLike | None,
+        mbuff: BytesLike | None,
+        mem_writable: bool,
+        observer: Observer | None,
+        report: Literal[False],
+    ) -> int: ...
+
+    def _execute(
+        self,
+        mem: BytesLike | None,
+        mbuff: BytesLike | None,
+        mem_writable: bool,
+        observer: Observer | None,
+        report: bool,
+    ) -> RunResult | int:
+        """One run, on the VM's own machine unless it is taken (a helper runs the VM
+        again, or another thread does); a :class:`RunResult` if ``report``, else r0."""
+        spare = self._spare
+        try:
+            machine = spare.pop()  # atomic: only one run at a time gets it
+        except IndexError:
+            return self._execute_apart(mem, mbuff, mem_writable, observer, report)
+        try:
+            # set the machine up as make_machine would set up a new one; an input too
+            # large for its slot takes the general path, which decides what it means
+            r1 = r2 = 0
+            packet = None
+            if mem is not None:
+                packet = self._input
+                buffer = mem if type(mem) is bytearray else _as_buffer(mem, mem_writable)
+                packet.buffer = buffer
+                packet.writable = mem_writable
+                r1, r2 = INPUT_BASE, len(buffer)
+                if r2 > REGION_ALIGN:
+                    return self._execute_apart(mem, mbuff, mem_writable, observer, report)
+                regions = [machine.stack, *self._regions, packet]
+            else:
+                regions = [machine.stack, *self._regions]
+            if mbuff is not None:
+                self._mbuff.buffer = buffer = _as_buffer(mbuff, True)
+                r1, r2 = MBUFF_BASE, len(buffer)
+                if r2 > REGION_ALIGN:
+                    return self._execute_apart(mem, mbuff, mem_writable, observer, report)
+                regions.append(self._mbuff)
+            machine.helpers = self.helpers
+            machine.trace_sink = self.trace_sink
+            machine.rng = self.rng
+            machine.restart(regions, packet, r1, r2, self._stack_reach)
+            if observer is None:
+                r0 = self._compiled.run(machine)
+            else:
+                r0 = self._start(machine, observer)
+            return _result(r0, machine) if report else r0
+        finally:
+            self._input.buffer = self._mbuff.buffer = _NOTHING
+            spare.append(machine)
+
+    def _execute_apart(
+        self,
+        mem: BytesLike | None,
+        mbuff: BytesLike | None,
+        mem_writable: bool,
+        observer: Observer | None,
+        report: bool,
+    ) -> RunResult | int:
+        """One run on a machine of its own."""
+        machine = self.make_machine(mem, mbuff=mbuff, mem_writable=mem_writable)
+        r0 = self._start(machine, observer)
+        return _result(r0, machine) if report else r0
+
+    def _start(self, machine: Machine, observer: Observer | None) -> int:
+        if observer is None:
+            return self._compiled.run(machine)
+        if isinstance(self._compiled, CompiledInterpreter):
+            return self._compiled.run(machine, observer)
+        raise TierUnavailableError("instruction tracing needs the interpreter tier")
 
     # -- batches (pybpf.batch) ---------------------------------------------------
 

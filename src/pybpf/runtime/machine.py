@@ -37,6 +37,10 @@ def in_current_frame(base: int, off: int, size: int, frame_size: int) -> bool:
     return base == 10 and -frame_size <= off <= -size
 
 
+StackTop = tuple[memoryview, bytes]
+"""A view of the top bytes of a stack, and as many zero bytes."""
+
+
 @dataclass(frozen=True)
 class MachineConfig:
     """Limits and environment shared by every run of a VM."""
@@ -66,7 +70,12 @@ class Frame:
 
 @dataclass
 class Machine:
-    """One run's mutable state; created fresh for every run."""
+    """One run's mutable state: created for a run, or restarted for the next one.
+
+    A VM keeps one machine and reuses it run after run (:meth:`restart`); every
+    run still starts as a fresh machine would: a zeroed stack, fresh registers
+    and frames, and only the regions it is given.
+    """
 
     config: MachineConfig
     memory: AddressSpace
@@ -81,6 +90,8 @@ class Machine:
     trace_lines: list[str] = field(default_factory=list)
     trace_sink: Callable[[str], None] | None = None
     rng: random.Random = field(default_factory=random.Random)
+    stack_dirty: StackTop | None = None
+    """The top of the stack the last run could have written: :meth:`restart` zeroes it."""
 
     @classmethod
     def create(
@@ -94,7 +105,7 @@ class Machine:
     ) -> Machine:
         """A machine with a fresh zeroed stack and the given regions mapped."""
         total = config.stack_size * config.max_call_depth
-        stack = MemoryRegion("stack", STACK_BASE, bytearray(total))
+        stack = MemoryRegion("stack", STACK_BASE, bytearray(total), owned=True)
         stack.vm_start = stack.vm_end - config.stack_size
         machine = cls(
             config=config,
@@ -107,6 +118,44 @@ class Machine:
         )
         machine.regs[10] = stack.vm_end
         return machine
+
+    def stack_top(self, size: int) -> StackTop:
+        """The top ``size`` bytes of the whole stack area, for :meth:`restart`."""
+        buffer = self.stack.buffer
+        return memoryview(buffer)[len(buffer) - size :], bytes(size)
+
+    def restart(
+        self,
+        regions: list[MemoryRegion],
+        packet: MemoryRegion | None,
+        r1: int,
+        r2: int,
+        stack_reach: StackTop,
+    ) -> None:
+        """Begin a new run with ``regions`` mapped (the stack first) and r1, r2 set.
+
+        The part of the stack the last run could reach is zeroed first;
+        ``stack_reach`` (from :meth:`stack_top`) is the part this run can reach.
+        ``regions`` must not overlap (the VM checked them when they were added).
+        """
+        stack = self.stack
+        buffer = stack.buffer
+        dirty = self.stack_dirty
+        if dirty is not None:
+            dirty[0][:] = dirty[1]
+        self.stack_dirty = stack_reach
+        top = stack.base + len(buffer)
+        stack.vm_start = top - self.config.stack_size
+        self.memory.regions = regions
+        self.packet = packet
+        self.regs = [0, r1, r2, 0, 0, 0, 0, 0, 0, 0, top]
+        if self.frames:
+            self.frames = []
+        self.pc = 0
+        self.instructions = 0
+        self.stop_value = None
+        if self.trace_lines:
+            self.trace_lines = []
 
     # -- the helper-facing API -------------------------------------------------
 

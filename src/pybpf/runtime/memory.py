@@ -50,6 +50,10 @@ class MemoryRegion:
     buffer: Buffer
     writable: bool = True
     vm_start: int = field(default=-1)
+    owned: bool = False
+    """Whether pybpf allocated the buffer (a stack, a copy): no caller holds it, so a
+    tier may keep it pinned between runs.  A caller's buffer must be free to resize
+    once a run returns."""
 
     def __post_init__(self) -> None:
         if self.vm_start < 0:

@@ -55,29 +55,35 @@ stack top and bottom, record size."""
 _WORD = struct.Struct("<Q")
 _FIELD_WORDS = tuple(layout.table_field(field, 0) // 8 for field in layout.TABLE_FIELDS)
 """Word index of each table field's array; a slot's field is ``word + slot``."""
-_LO_READ_WORD, _LO_WRITE_WORD = _FIELD_WORDS[:2]
+_LO_READ_WORD, _LO_WRITE_WORD, _LAST1_WORD, _LAST2_WORD, _LAST4_WORD, _LAST8_WORD, _DELTA_WORD = (
+    _FIELD_WORDS
+)
+_SHIFT = layout.SLOT_SHIFT
+_OK = Status.OK
+_R0_WORD = layout.REGS // 8
+_BUDGET_LEFT_WORD = layout.BUDGET_LEFT // 8
 _STACK_SLOT = STACK_BASE >> layout.SLOT_SHIFT
 _STACK_LO = layout.table_field(layout.LO_READ, _STACK_SLOT)
 _STACK_LO_WRITE = layout.table_field(layout.LO_WRITE, _STACK_SLOT)
 
 
-class _Pinned:
-    """Host addresses of the run's buffers; the exports end when the run does."""
+_Pins = list[ctypes.c_char]
+"""Exports of the buffers a run uses; their host addresses stay valid while it lives."""
+_export = ctypes.c_char.from_buffer
+_addressof = ctypes.addressof
 
-    def __init__(self) -> None:
-        self.views: dict[int, ctypes.c_char] = {}
 
-    def address_of(self, region: MemoryRegion) -> int:
-        view = self.views.get(id(region))
-        if view is None:
-            buffer = region.buffer
-            if isinstance(buffer, memoryview) and buffer.readonly:
-                # read-only views cannot be pinned; a copy serves, since nothing writes it
-                region.buffer = buffer = bytearray(buffer)
-            if not len(buffer):
-                return 0
-            view = self.views[id(region)] = ctypes.c_char.from_buffer(buffer)
-        return ctypes.addressof(view)
+def _pin(region: MemoryRegion, pins: _Pins) -> int:
+    """The host address of the region's buffer (0 if empty), exported into ``pins``."""
+    buffer = region.buffer
+    if not len(buffer):
+        return 0
+    if isinstance(buffer, memoryview) and buffer.readonly:
+        # read-only views cannot be pinned; a copy serves, since nothing writes it
+        region.buffer = buffer = bytearray(buffer)
+    view = _export(buffer)
+    pins.append(view)
+    return _addressof(view)
 
 
 class CompiledNative:
@@ -100,7 +106,15 @@ class CompiledNative:
         self._callback = _CALLBACK_TYPE(self._on_helper)
         callback_address = ctypes.cast(self._callback, ctypes.c_void_p).value or 0
         self._words[layout.CALLBACK // 8] = callback_address
-        self._mapped_slots: list[int] = list(range(layout.SLOT_COUNT))
+        self._mapped = (1 << layout.SLOT_COUNT) - 1
+        """Bit ``slot`` is set for every slot whose row may grant access."""
+        self._rows: dict[int, tuple[int, int, bool, int]] = {}
+        """Slot -> what its row holds now: lowest address, end, writable, and the id of
+        the owned buffer its delta points into (0 for a buffer pinned per run)."""
+        self._held: dict[int, tuple[_Pins, int]] = {}
+        """Slot -> export and host address of the owned buffer its row points into:
+        the export keeps the buffer (so its id) alive and its address valid."""
+        self._pins: _Pins = []
         self._machine: Machine | None = None
         self._batch: BatchInput | None = None
         self._pending: BaseException | None = None
@@ -142,79 +156,173 @@ class CompiledNative:
     # -- running -------------------------------------------------------------------
 
     def run(self, m: Machine) -> int:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._running:  # a helper ran this program again: use the interpreter
                 return self._reference.run(m)
             self._running = True
+            pins = self._pins
             try:
-                return self._run(m)
+                budget = self._fill_context(m, pins)
+                if budget < 0:
+                    return self._reference.run(m)
+                self._machine = m
+                status = self._entry(self._context_address)
+                if status == _OK:
+                    words = self._words
+                    m.regs[0] = r0 = words[_R0_WORD]
+                    m.instructions = budget - words[_BUDGET_LEFT_WORD]
+                    return r0
+                # a trap or a stop can leave the stack slot's bounds at an inner frame
+                self._forget_table()
+                return self._finish(m, status)
             finally:
+                pins.clear()
                 self._running = False
-                self._machine = None
-                self._pending = None
-
-    def _run(self, m: Machine) -> int:
-        pinned = _Pinned()
-        try:
-            if not self._fill_context(m, pinned):
-                return self._reference.run(m)
-            self._machine = m
-            status = self._entry(self._context_address)
+                self._machine = self._pending = None
         finally:
-            pinned.views.clear()
-        return self._finish(m, status)
+            lock.release()
 
-    def _fill_context(self, m: Machine, pinned: _Pinned) -> bool:
-        """Write the region table, registers and limits; False if the regions do not fit."""
-        context, words = self._context, self._words
-        for slot in self._mapped_slots:
-            words[_LO_READ_WORD + slot] = words[_LO_WRITE_WORD + slot] = layout.NO_ACCESS
-        self._mapped_slots = mapped = []
+    def _fill_context(self, m: Machine, pins: _Pins) -> int:
+        """Write the region table, registers and limits; returns the budget, or -1 if
+        the regions do not fit the table.
+
+        A row is rewritten only where it differs from what the table holds.  Buffers
+        pybpf owns (:attr:`MemoryRegion.owned`) stay pinned while a row points into
+        them; every other buffer is pinned (into ``pins``) for this run only, and
+        its row's host delta is written every run.
+        """
+        words, rows = self._words, self._rows
+        stack, packet = m.stack, m.packet
+        stack_host = packet_host = -1
+        mapped = 0
         for region in m.memory.regions:
-            slot = region.base >> layout.SLOT_SHIFT
-            end = region.vm_end
-            if slot != (max(end, region.base + 1) - 1) >> layout.SLOT_SHIFT or slot in mapped:
-                return False
-            mapped.append(slot)
-            start = region.vm_start
-            values = (
-                start,
-                start if region.writable else layout.NO_ACCESS,
-                max(end - 1, 0),
-                max(end - 2, 0),
-                max(end - 4, 0),
-                max(end - 8, 0),
-                (pinned.address_of(region) - region.base) & MASK64,
-            )
-            for first_word, value in zip(_FIELD_WORDS, values, strict=True):
-                words[first_word + slot] = value
-        stack, packet, config = m.stack, m.packet, m.config
-        stack_host = pinned.address_of(stack)
-        stack_delta = stack_host - stack.base
+            base = region.base
+            slot = base >> _SHIFT
+            bit = 1 << slot
+            buffer = region.buffer
+            end = base + len(buffer)
+            owner = id(buffer) if region.owned else 0
+            row = (region.vm_start, end, region.writable, owner)
+            held = rows.get(slot)
+            if mapped & bit or held != row and not self._write_row(slot, region, row, held):
+                # two regions in one slot, or one too large for its slot: the table
+                # cannot describe them (rows written so far are closed next time)
+                self._mapped |= mapped
+                return -1
+            mapped |= bit
+            if owner:
+                host = self._held[slot][1]
+            else:
+                if end == base:
+                    host = 0
+                elif type(buffer) is bytearray:  # the usual input: pinned here, for speed
+                    view = _export(buffer)
+                    pins.append(view)
+                    host = _addressof(view)
+                else:
+                    host = _pin(region, pins)
+                words[_DELTA_WORD + slot] = (host - base) & MASK64
+            if region is stack:
+                stack_host = host
+            elif region is packet:
+                packet_host = host
+        if mapped != self._mapped:
+            self._unmap_others(mapped)
+        if stack_host < 0:
+            stack_host = _pin(stack, pins)
+        if packet is not None and packet_host < 0:
+            packet_host = _pin(packet, pins)
+        regs = m.regs
+        config = m.config
+        budget = config.budget
         _STATE.pack_into(
-            context,
+            self._context,
             layout.REGS,
-            *m.regs,
-            config.budget - m.instructions,
-            (stack_delta + config.stack_size) & MASK64,
+            regs[0],
+            regs[1],
+            regs[2],
+            regs[3],
+            regs[4],
+            regs[5],
+            regs[6],
+            regs[7],
+            regs[8],
+            regs[9],
+            regs[10],
+            budget - m.instructions,
+            (stack_host - stack.base + config.stack_size) & MASK64,  # frame bottom
             0,  # saved rsp
             0,  # trap pc
             0,  # fault address
             0,  # fault info
-            stack_delta & MASK64,
-            0 if packet is None else pinned.address_of(packet),
-            0 if packet is None else len(packet),
+            (stack_host - stack.base) & MASK64,
+            0 if packet is None else packet_host,
+            0 if packet is None else len(packet.buffer),
         )
-        top = stack_host + len(stack)
+        top = stack_host + len(stack.buffer)
         shadow_top = self._context_address + layout.FRAMES
         shadow_top += config.stack_size * config.max_call_depth
         _CALL_LIMITS.pack_into(
-            context,
+            self._context,
             layout.FP_LIMIT,
             top - (config.max_call_depth - 1) * config.stack_size,
             (shadow_top - top - config.stack_size) & MASK64,
         )
+        return budget
+
+    def _unmap_others(self, mapped: int) -> None:
+        """Close every slot the last run mapped and this one (bits of ``mapped``) does not."""
+        words = self._words
+        for slot in range(layout.SLOT_COUNT):
+            if self._mapped >> slot & 1 and not mapped >> slot & 1:
+                words[_LO_READ_WORD + slot] = words[_LO_WRITE_WORD + slot] = layout.NO_ACCESS
+                self._rows.pop(slot, None)
+                self._held.pop(slot, None)
+        self._mapped = mapped
+
+    def _write_row(
+        self,
+        slot: int,
+        region: MemoryRegion,
+        row: tuple[int, int, bool, int],
+        old: tuple[int, int, bool, int] | None,
+    ) -> bool:
+        """Make a slot's row say ``row`` where it says ``old``, writing only the words
+        that change: the lowest readable and writable address, the last start of
+        each access size (for an empty region, below its lowest address), and for
+        an owned buffer its host delta, pinning the buffer while the row points into
+        it.  False, writing nothing, if the region does not fit in the slot (every
+        row held fits) or starts so low that a last start would be negative."""
+        start, end, writable, owner = row
+        if end > (slot + 1) << _SHIFT or region.base < 8:
+            return False
+        words = self._words
+        if old is None or old[0] != start or old[2] != writable:
+            words[_LO_READ_WORD + slot] = start
+            words[_LO_WRITE_WORD + slot] = start if writable else layout.NO_ACCESS
+        if old is None or old[1] != end:  # a new length (the next packet)
+            words[_LAST1_WORD + slot] = end - 1
+            words[_LAST2_WORD + slot] = end - 2
+            words[_LAST4_WORD + slot] = end - 4
+            words[_LAST8_WORD + slot] = end - 8
+        if owner:
+            if old is None or old[3] != owner:
+                pins: _Pins = []
+                self._held[slot] = (pins, _pin(region, pins))
+            # the buffer cannot resize while pinned, so its end fixes its base
+            words[_DELTA_WORD + slot] = (self._held[slot][1] - region.base) & MASK64
+        elif old is not None and old[3]:
+            del self._held[slot]
+        self._rows[slot] = row
         return True
+
+    def _forget_table(self) -> None:
+        """Native code changed rows (a batch's input, an inner frame's stack bounds):
+        rewrite every row on the next run."""
+        self._rows.clear()
+        self._held.clear()
 
     # -- batches -------------------------------------------------------------------
 
@@ -242,18 +350,18 @@ class CompiledNative:
     def _run_batch(self, vm: VM, batch: BatchInput, out: array[int]) -> None:
         m = vm.make_machine(batch.record(0), mem_writable=batch.writable)
         records = MemoryRegion("batch", INPUT_BASE, batch.buffer, batch.writable)
-        pinned = _Pinned()
+        pins: _Pins = []
         try:
-            if not self._fill_context(m, pinned):
+            if self._fill_context(m, pins) < 0:
                 self._run_records_one_by_one(vm, batch, out, 0)
                 return
             stack = m.stack
-            stack_host = pinned.address_of(stack)
+            stack_host = _pin(stack, pins)
             fixed = batch.varying is None and batch.stride > 0
             _BATCH.pack_into(
                 self._context,
                 layout.BATCH_HOST,
-                pinned.address_of(records),
+                _pin(records, pins),
                 0 if fixed else batch.offsets.buffer_info()[0],
                 0 if fixed else batch.lengths.buffer_info()[0],
                 out.buffer_info()[0],
@@ -277,10 +385,11 @@ class CompiledNative:
                     tag_record(exc, index)
                     raise
                 # the next record starts from a clean machine, as a new run would
-                self._reset_machine(m, pinned)
+                self._reset_machine(m)
                 self._words[layout.BATCH_INDEX // 8] = index + 1
         finally:
-            pinned.views.clear()
+            pins.clear()
+            self._forget_table()
 
     def _run_records_one_by_one(
         self, vm: VM, batch: BatchInput, out: array[int], start: int
@@ -302,7 +411,7 @@ class CompiledNative:
             return
         packet.buffer = batch.record(index)
 
-    def _reset_machine(self, m: Machine, pinned: _Pinned) -> None:
+    def _reset_machine(self, m: Machine) -> None:
         m.frames.clear()
         m.stop_value = None
         m.instructions = 0
