@@ -13,7 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pybpf import VM, BpfError, ExecutionError, Program, conformance_helpers, disassemble
+from pybpf import (
+    VM,
+    BpfError,
+    ExecutionError,
+    MemoryAccessError,
+    Program,
+    conformance_helpers,
+    disassemble,
+)
 from pybpf.asm import assemble
 from test_differential import EXAMPLES, programs
 
@@ -127,6 +135,42 @@ SHAPES: dict[str, str] = {
         jne r2, 0, spin
         exit
     """,
+    "region-left-from-a-loop": """
+        mov r0, 0
+        jeq r1, 0, end
+        mov r3, 4
+    loop:
+        add r0, 1
+        jgt r0, 2, end
+        sub r3, 1
+        jne r3, 0, loop
+        add r0, 100
+    end:
+        exit
+    """,
+    "nested-regions": """
+        mov r0, 1
+        jeq r1, 0, outer_end
+        add r0, 2
+        jne r2, 8, inner_end
+        add r0, 4
+    inner_end:
+        add r0, 8
+    outer_end:
+        exit
+    """,
+    "bounded-counter": """
+        mov r0, 0
+        mov r3, 0
+        ldxb r4, [r1]
+    loop:
+        jge r3, r4, out
+        add r0, r3
+        add r3, 1
+        ja loop
+    out:
+        exit
+    """,
     "ja-minus-one": """
         mov r0, 1
         ja -1
@@ -183,3 +227,24 @@ def test_exact_count_and_budget_trap(program: Program, mem: bytes, budget: int) 
     expected = outcome(program, "interp", budget, mem)
     listing = disassemble(program)
     assert outcome(program, "pycode", budget, mem) == expected, f"{listing}\nmem={mem.hex()}"
+
+
+def test_masks_are_left_out_where_ranges_allow() -> None:
+    # r3 < r4 <= 255 inside the loop (r4 is a byte), so r3 + 1 cannot wrap; the sum in
+    # r0 keeps growing as far as the analysis knows, so its addition may
+    program = assemble(SHAPES["bounded-counter"])
+    listing = VM(program, tier="pycode").listing()
+    assert "r3 = r3 + 0x1\n" in listing
+    assert "if r3 > " not in listing
+    assert "if r0 > 0xffffffffffffffff: r0 -= 0x10000000000000000" in listing
+    assert outcome(program, "pycode", 10_000, bytes([200])) == outcome(
+        program, "interp", 10_000, bytes([200])
+    )
+
+
+def test_a_wrapped_address_faults_with_the_wrapped_value() -> None:
+    program = assemble("lddw r2, 0xfffffffffffffff8\nldxb r0, [r2+16]\nexit")
+    for tier in ("interp", "pycode"):
+        with pytest.raises(MemoryAccessError) as info:
+            VM(program, tier=tier).run()
+        assert (info.value.pc, info.value.address, info.value.size) == (2, 8, 1)
