@@ -56,6 +56,9 @@ class CompiledPython:
             # the limits are compiled in; a machine with others runs on the reference
             return self._reference.run(m)
         regs = m.regs
+        if (regs[10] - m.stack.base) & 7 or len(m.stack.buffer) & 7:
+            # word views of the stack assume 8-aligned frames, as Machine.create makes them
+            return self._reference.run(m)
         try:
             result = self._main(m, *regs, 0, 1)
         except Deoptimize as deopt:

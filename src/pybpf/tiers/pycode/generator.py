@@ -12,6 +12,7 @@ goes to the address space, which finds its region or raises the memory error.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,8 +50,37 @@ _CONDITIONS: dict[Op, str] = {
 }
 
 
+_SIZES = (1, 2, 4, 8)
+_WORDS = (2, 4, 8)
+_LOG2 = {2: 1, 4: 2, 8: 3}
+_VIEW_CODES = {2: "H", 4: "I", 8: "Q"}
+_VIEWS = sys.byteorder == "little"
+"""Native word views read guest memory in its byte order only on little-endian hosts."""
+
+
 def _indent(lines: list[str]) -> list[str]:
     return [_INDENT + line for line in lines]
+
+
+def _read(buffer: str, view: str, size: int, views: bool) -> str:
+    """A read of ``size`` bytes at offset ``o`` of a buffer, through its word view
+    when the offset is aligned."""
+    if size == 1:
+        return f"{buffer}[o]"
+    unpack = f"{UNPACK[size]}({buffer}, o)[0]"
+    if not views:
+        return unpack
+    return f"({unpack} if o & {size - 1} else {view}{size}[o >> {_LOG2[size]}])"
+
+
+def _write(buffer: str, view: str, size: int, value: str, views: bool) -> list[str]:
+    """A write of ``size`` bytes at offset ``o`` of a buffer (see :func:`_read`)."""
+    if size == 1:
+        return [f"{buffer}[o] = {value}"]
+    pack = f"{PACK[size]}({buffer}, o, {value})"
+    if not views:
+        return [pack]
+    return [f"if o & {size - 1}: {pack}", f"else: {view}{size}[o >> {_LOG2[size]}] = {value}"]
 
 
 @dataclass(frozen=True)
@@ -179,6 +209,7 @@ class Generator:
         }
         for function in self.functions.values():
             self._scan(function)
+        self._current = self.functions[0]
 
     @staticmethod
     def _scan(function: Function) -> None:
@@ -189,6 +220,7 @@ class Generator:
                     function.uses_packet = True
                 elif op in (Op.CALL, Op.CALLX, Op.CALL_LOCAL) or op in _MEMORY_OPS:
                     function.sets_frame = True
+                    function.calls_out |= op not in _MEMORY_OPS
                     function.uses_memory |= op in _MEMORY_OPS
 
     def generate(self) -> str:
@@ -203,6 +235,7 @@ class Generator:
         return f"if count > {limit}: _deopt({pc}, count, [{_REGS}])"
 
     def _function(self, function: Function) -> list[str]:
+        self._current = function
         lines = [f"def f{function.entry}(m, {_REGS}, count, depth):"]
         prologue: list[str] = [self._budget_test(function, 0)]
         if function.sets_frame:
@@ -210,28 +243,7 @@ class Generator:
             # by helpers and slow paths) must agree, so it is set on entry and return
             prologue += ["stack = m.stack", f"SL = stack.vm_start = r10 - {self.frame_size}"]
         if function.uses_memory:
-            prologue += [
-                "mem = m.memory",
-                "sb = stack.buffer",
-                "SB = stack.base",
-                "SE = stack.vm_end",
-                "FO = r10 - SB",
-                "pk = m.packet",
-                "if pk is None:",
-                "    ib = b''",
-                "    IB = 1",
-                "    IE = 0",
-                "    IW = 0",
-                "else:",
-                "    ib = pk.buffer",
-                "    IB = pk.base",
-                "    IE = pk.vm_end",
-                "    IW = IE if pk.writable else 0",
-                # last valid start address of an access of each size, per region
-                *(f"SE{n} = SE - {n}" for n in (1, 2, 4, 8)),
-                *(f"IE{n} = IE - {n}" for n in (1, 2, 4, 8)),
-                *(f"IW{n} = IW - {n}" for n in (1, 2, 4, 8)),
-            ]
+            prologue += self._memory_prologue(function)
         if function.uses_packet:
             prologue += [
                 "pkt = m.packet",
@@ -241,7 +253,62 @@ class Generator:
         if function.guarded or function.loops:
             prologue.append(f"b = {function.entry}")
         body = self._range(function, 0, len(function.blocks) - 1, None)
+        if function.uses_memory and self._packet_views(function):
+            # an error must not leave the input pinned by views its traceback holds
+            release = " = ".join(["iv", *(f"i{size}" for size in _WORDS), "None"])
+            body = ["try:", *_indent(body), "except BaseException:", f"    {release}", "    raise"]
         return lines + _indent(prologue + body)
+
+    def _memory_prologue(self, function: Function) -> list[str]:
+        """Bounds and views of the stack and input buffers, bound once per call.
+
+        Offsets are tested rather than addresses: ``o = a - base`` must lie in
+        ``[low, last start of an access of that size]``.  Without input the input
+        base is far above every address, so its test fails at once.
+        """
+        lines = [
+            "mem = m.memory",
+            "sb = stack.buffer",
+            "SB = stack.base",
+            "FO = r10 - SB",
+            "SO = SL - SB",
+            "n = len(sb)",
+            *(f"SO{size} = n - {size}" for size in _SIZES),
+            "pk = m.packet",
+            "if pk is None:",
+            "    ib = b''",
+            f"    IB = {1 << 66:#x}",
+            *(f"    IL{size} = IW{size} = -1" for size in _SIZES),
+            "else:",
+            "    ib = pk.buffer",
+            "    IB = pk.base",
+            "    n = len(ib)",
+            *(f"    IL{size} = n - {size}" for size in _SIZES),
+            *(f"    IW{size} = IL{size} if pk.writable else -1" for size in _SIZES),
+        ]
+        if _VIEWS:
+            # word views for aligned accesses; the stack is a multiple of 8 bytes long
+            # and every frame top is 8-aligned (checked before each run)
+            lines.append("sv = memoryview(sb)")
+            lines += [f"s{size} = sv.cast('{_VIEW_CODES[size]}')" for size in _WORDS]
+            lines += [f"F{size} = FO >> {_LOG2[size]}" for size in _WORDS]
+            if self._packet_views(function):
+                lines.append("iv = memoryview(ib)")
+                lines += [
+                    f"i{size} = iv[:len(iv) & {-size}].cast('{_VIEW_CODES[size]}')"
+                    for size in _WORDS
+                ]
+        return lines
+
+    @staticmethod
+    def _packet_views(function: Function) -> bool:
+        """Whether the function reads the input through word views.
+
+        A view pins the input buffer's size while it lives, so only functions that
+        call nothing (no helper can run meanwhile) use them, and they let go of
+        them if the run ends in an error.
+        """
+        return _VIEWS and not function.calls_out
 
     def _range(self, function: Function, first: int, last: int, loop: Loop | None) -> list[str]:
         """Code for blocks ``first`` to ``last``, the body of ``loop`` (None: the function)."""
@@ -455,9 +522,12 @@ class Generator:
         return [f"r{insn.dst} = {_cut_register(insn.dst, width, state)} & {kept:#x}"]
 
     @staticmethod
-    def _address(base: int, off: int) -> str:
-        """A load or store address; may leave the 64-bit range, which no region holds."""
-        return f"r{base}" if off == 0 else f"r{base} + {off}"
+    def _address(base: int, off: int) -> tuple[list[str], str]:
+        """A load or store address as code (it may leave the 64-bit range, which no
+        region holds), and the assignment that computes it, if one is needed."""
+        if off == 0:
+            return [], f"r{base}"
+        return [f"a = r{base} + {off}"], "a"
 
     def _load(self, pc: int, insn: Instruction) -> list[str]:
         size = insn.spec.size
@@ -467,21 +537,28 @@ class Generator:
         else:
             wrap = "{}"
         d = f"r{insn.dst}"
-
-        def read(buffer: str, offset: str) -> str:
-            if size == 1:
-                return wrap.format(f"{buffer}[{offset}]")
-            return wrap.format(f"{UNPACK[size]}({buffer}, {offset})[0]")
-
         if in_current_frame(insn.src, insn.off, size, self.frame_size):
             # a constant offset inside the current frame cannot miss (r10 is read-only)
-            return [f"{d} = {read('sb', f'FO - {-insn.off}')}"]
+            return [f"{d} = {wrap.format(self._frame_read(size, -insn.off))}"]
+        setup, a = self._address(insn.src, insn.off)
+        views = self._packet_views(self._current)
         return [
-            f"a = {self._address(insn.src, insn.off)}",
-            f"if SL <= a and a <= SE{size}: {d} = {read('sb', 'a - SB')}",
-            f"elif IB <= a and a <= IE{size}: {d} = {read('ib', 'a - IB')}",
-            f"else: {d} = {wrap.format(f'mem.load(a & {MASK64:#x}, {size}, {pc})')}",
+            *setup,
+            f"o = {a} - IB",
+            f"if 0 <= o and o <= IL{size}: {d} = {wrap.format(_read('ib', 'i', size, views))}",
+            f"elif SO <= (o := {a} - SB) and o <= SO{size}: "
+            f"{d} = {wrap.format(_read('sb', 's', size, _VIEWS))}",
+            f"else: {d} = {wrap.format(f'mem.load({a} & {MASK64:#x}, {size}, {pc})')}",
         ]
+
+    @staticmethod
+    def _frame_read(size: int, depth: int) -> str:
+        """The value ``depth`` bytes below the frame top (which is 8-aligned)."""
+        if size == 1:
+            return f"sb[FO - {depth}]"
+        if _VIEWS and depth % size == 0:
+            return f"s{size}[F{size} - {depth // size}]"
+        return f"{UNPACK[size]}(sb, FO - {depth})[0]"
 
     def _store(self, pc: int, insn: Instruction, state: ranges.State) -> list[str]:
         size = insn.spec.size
@@ -492,19 +569,23 @@ class Generator:
             value = f"r{insn.src}"
         else:
             value = f"r{insn.src} & {size_mask:#x}"
-
-        def write(buffer: str, offset: str) -> str:
-            if size == 1:
-                return f"{buffer}[{offset}] = {value}"
-            return f"{PACK[size]}({buffer}, {offset}, {value})"
-
         if in_current_frame(insn.dst, insn.off, size, self.frame_size):
-            return [write("sb", f"FO - {-insn.off}")]
+            depth = -insn.off
+            if size == 1:
+                return [f"sb[FO - {depth}] = {value}"]
+            if _VIEWS and depth % size == 0:
+                return [f"s{size}[F{size} - {depth // size}] = {value}"]
+            return [f"{PACK[size]}(sb, FO - {depth}, {value})"]
+        setup, a = self._address(insn.dst, insn.off)
+        views = self._packet_views(self._current)
         return [
-            f"a = {self._address(insn.dst, insn.off)}",
-            f"if SL <= a and a <= SE{size}: {write('sb', 'a - SB')}",
-            f"elif IB <= a and a <= IW{size}: {write('ib', 'a - IB')}",
-            f"else: mem.store(a & {MASK64:#x}, {size}, {value}, {pc})",
+            *setup,
+            f"o = {a} - IB",
+            f"if 0 <= o and o <= IW{size}:",
+            *_indent(_write("ib", "i", size, value, views)),
+            f"elif SO <= (o := {a} - SB) and o <= SO{size}:",
+            *_indent(_write("sb", "s", size, value, _VIEWS)),
+            f"else: mem.store({a} & {MASK64:#x}, {size}, {value}, {pc})",
         ]
 
     @staticmethod

@@ -110,6 +110,8 @@ class Function:
     """Register ranges as each block starts (None: the block is unreachable)."""
     uses_memory: bool = False
     uses_packet: bool = False
+    calls_out: bool = False
+    """Whether the function calls helpers or other functions (which may touch buffers)."""
     sets_frame: bool = False
     """Whether the stack bound must follow this function's frame (memory, calls)."""
 
