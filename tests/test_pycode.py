@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pybpf import (
     VM,
     BpfError,
+    CallDepthExceededError,
     ExecutionError,
     MemoryAccessError,
     Program,
@@ -171,6 +172,25 @@ SHAPES: dict[str, str] = {
     out:
         exit
     """,
+    "inlined-leaf": """
+        mov r6, 5
+        mov r0, 3
+        mov r7, 0
+    loop:
+        call local leaf
+        add r7, r0
+        add r7, r6
+        sub r6, 1
+        jne r6, 0, loop
+        mov r0, r7
+        exit
+    leaf:
+        mov r6, 100
+        mov r9, r6
+        add r0, r9
+        mov r1, r0
+        exit
+    """,
     "ja-minus-one": """
         mov r0, 1
         ja -1
@@ -248,3 +268,12 @@ def test_a_wrapped_address_faults_with_the_wrapped_value() -> None:
         with pytest.raises(MemoryAccessError) as info:
             VM(program, tier=tier).run()
         assert (info.value.pc, info.value.address, info.value.size) == (2, 8, 1)
+
+
+@pytest.mark.parametrize("tier", ["interp", "pycode"])
+def test_a_call_written_in_place_still_meets_the_depth_limit(tier: str) -> None:
+    program = assemble(SHAPES["inlined-leaf"])
+    assert "t6 = r6" in VM(program, tier="pycode").listing()
+    with pytest.raises(CallDepthExceededError) as info:
+        VM(program, tier=tier, max_call_depth=1).run()
+    assert info.value.pc == 3

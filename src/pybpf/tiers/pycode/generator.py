@@ -23,7 +23,7 @@ from pybpf.program import BLOCK_ENDING_OPS, Program
 from pybpf.runtime.machine import MachineConfig, in_current_frame
 from pybpf.runtime.memory import ADDRESS_SPACE_END
 from pybpf.tiers.pycode import ranges
-from pybpf.tiers.pycode.structure import Function, Loop, analyse
+from pybpf.tiers.pycode.structure import Function, Loop, analyse, inline_length
 from pybpf.tiers.pycode.support import PACK, UNPACK
 
 _REGS = ", ".join(f"r{n}" for n in range(11))
@@ -204,8 +204,14 @@ class Generator:
         # r10 is the top of a frame inside the stack region, which lies in the
         # 32-bit address space above 0
         entry_state = [ranges.FULL] * 10 + [(self.frame_size + 1, ADDRESS_SPACE_END)]
+        self.inlined: dict[int, int] = {}
+        for entry, end in program.functions:
+            length = inline_length(program, entry, end)
+            if length is not None:
+                self.inlined[entry] = length
         self.functions = {
-            entry: analyse(program, entry, end, entry_state) for entry, end in program.functions
+            entry: analyse(program, entry, end, entry_state, self.inlined)
+            for entry, end in program.functions
         }
         for function in self.functions.values():
             self._scan(function)
@@ -408,6 +414,11 @@ class Generator:
             lines += self._straight(pc, insn, state)
             ranges.step(insn, state)
             k += 1
+        callee = self.program.target_of(last_pc, last) if op is Op.CALL_LOCAL else None
+        if callee is not None and callee in self.inlined:
+            lines += self._inline(last_pc, callee, state)
+            total += self.inlined[callee]
+            return (lines, total) if merges else ([*lines, f"count += {total}"], 0)
         count = f"count += {total}"
         if op not in BLOCK_ENDING_OPS:
             return (lines, total) if merges else ([*lines, count], 0)
@@ -455,6 +466,24 @@ class Generator:
             f"if o < 0 or o + {size} > PL: _stop(0, count)",
             f"r0 = int.from_bytes(pb[o:o + {size}], 'big')",
         ]
+
+    def _inline(self, pc: int, callee: int, state: ranges.State) -> list[str]:
+        """A call of a function written out in place (see :func:`inline_length`).
+
+        The callee starts from the caller's registers and leaves r0-r5 to it; r6-r9
+        are put back as a return would.  It sees the caller's value ranges, which
+        are its own entry ranges here.
+        """
+        _start, body = self.functions[callee].blocks[0]
+        saved = sorted({6, 7, 8, 9} & {r for _pc, i in body for r in ranges.written(i)})
+        lines = [f"if depth >= {self.max_depth}: _depth_exceeded({pc}, {self.max_depth})"]
+        lines += [f"t{register} = r{register}" for register in saved]
+        inner = list(state)
+        for insn_pc, insn in body[:-1]:
+            lines += self._straight(insn_pc, insn, inner)
+            ranges.step(insn, inner)
+        lines += [f"r{register} = t{register}" for register in saved]
+        return lines
 
     def _local_call(self, function: Function, index: int, pc: int, insn: Instruction) -> list[str]:
         target = self.program.target_of(pc, insn)

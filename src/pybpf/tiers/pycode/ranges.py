@@ -274,6 +274,9 @@ def written(insn: Instruction) -> frozenset[int]:
 
 _DST_RESULT = frozenset({Op.LE, Op.MOVSX, Op.LOADSX, Op.LDDW, Op.LOAD})
 
+ARITHMETIC_OPS = frozenset({*RAW_RESULT, *_SIZED_RESULT, Op.LE, Op.MOVSX, Op.LDDW})
+"""Operations on registers alone: they cannot fault."""
+
 
 Successors = Callable[[int, State], list[tuple[int, State]]]
 """The states a block hands to its successors, given the state at its end."""

@@ -139,8 +139,37 @@ class Function:
         )
 
 
-def analyse(program: Program, entry: int, end: int, entry_state: ranges.State) -> Function:
-    """Blocks, loops, guards, meter reach and register ranges of one function."""
+def inline_length(program: Program, entry: int, end: int) -> int | None:
+    """The length of a function simple enough to be written out at each call site.
+
+    That is one block of arithmetic ending in ``exit``: nothing in it can fault,
+    call, test the budget or see its frame (it does not name r10), so the caller
+    can run it in place, counting its instructions with its own.
+    """
+    blocks = program.basic_blocks(entry, end)
+    if len(blocks) != 1:
+        return None
+    _start, body = blocks[0]
+    if body[-1][1].spec.op is not Op.EXIT:
+        return None
+    for _pc, insn in body[:-1]:
+        if insn.spec.op not in ranges.ARITHMETIC_OPS or 10 in (insn.dst, insn.src):
+            return None
+    return len(body)
+
+
+def analyse(
+    program: Program,
+    entry: int,
+    end: int,
+    entry_state: ranges.State,
+    inlined: dict[int, int],
+) -> Function:
+    """Blocks, loops, guards, meter reach and register ranges of one function.
+
+    ``inlined`` maps the entries of functions written out at their call sites to
+    their lengths.
+    """
     blocks = program.basic_blocks(entry, end)
     starts = [start for start, _ in blocks]
     index = {start: i for i, start in enumerate(starts)}
@@ -171,7 +200,7 @@ def analyse(program: Program, entry: int, end: int, entry_state: ranges.State) -
             function.innermost[i] = loop  # inner loops come later and overwrite
     function.skips = _skips(function)
     _mark_jumps(function)
-    function.reach = _reach(function)
+    function.reach = _reach(function, program, inlined)
     function.entry_ranges = ranges.fixpoint(
         len(blocks),
         entry_state,
@@ -251,13 +280,22 @@ def _mark_jumps(function: Function) -> None:
         loop.has_guards = any(i in function.guarded for i in range(loop.first, loop.last + 1))
 
 
-def _reach(function: Function) -> list[int]:
-    """For each block, the most instructions a forward path from it runs before a test."""
+def _reach(function: Function, program: Program, inlined: dict[int, int]) -> list[int]:
+    """For each block, the most instructions a forward path from it runs before a test.
+
+    A call ends the stretch (the callee tests on entry, the caller after the
+    return), unless the callee is written out in place: then its instructions
+    belong to the stretch.
+    """
     reach = [0] * len(function.blocks)
     for i in range(len(function.blocks) - 1, -1, -1):
         _start, body = function.blocks[i]
+        pc, final = body[-1]
         onward = 0
-        if body[-1][1].spec.op is not Op.CALL_LOCAL:
+        callee = program.target_of(pc, final) if final.spec.op is Op.CALL_LOCAL else None
+        if callee in inlined:
+            onward = inlined[callee] + reach[i + 1]
+        elif final.spec.op is not Op.CALL_LOCAL:
             if function.falls[i] and i + 1 < len(reach):
                 onward = reach[i + 1]
             target = function.targets[i]
