@@ -36,7 +36,9 @@ class CompiledPython:
         check_supported(program)
         self.program = program
         self.config = config
-        self.source = Generator(program, config).generate()
+        generator = Generator(program, config)
+        self.source = generator.generate()
+        self._stack_top = generator.stack_top
         names = namespace()
         code = compile(self.source, f"<pybpf pycode {program.name or 'program'}>", "exec")
         exec(code, names)
@@ -56,8 +58,10 @@ class CompiledPython:
             # the limits are compiled in; a machine with others runs on the reference
             return self._reference.run(m)
         regs = m.regs
-        if (regs[10] - m.stack.base) & 7 or len(m.stack.buffer) & 7:
-            # word views of the stack assume 8-aligned frames, as Machine.create makes them
+        stack = m.stack
+        if regs[10] != self._stack_top or stack.vm_end != self._stack_top:
+            # the code assumes the stack Machine.create lays out (8-aligned frames, the
+            # main frame at the top), and a machine that differs runs on the reference
             return self._reference.run(m)
         try:
             result = self._main(m, *regs, 0, 1)

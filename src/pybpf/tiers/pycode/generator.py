@@ -21,7 +21,7 @@ from pybpf.isa.semantics import ATOMIC_OPS, MASK32, MASK64, WIDTH_MASK, immediat
 from pybpf.isa.table import Form, Op
 from pybpf.program import BLOCK_ENDING_OPS, Program
 from pybpf.runtime.machine import MachineConfig, in_current_frame
-from pybpf.runtime.memory import ADDRESS_SPACE_END
+from pybpf.runtime.memory import STACK_BASE
 from pybpf.tiers.pycode import ranges
 from pybpf.tiers.pycode.structure import Function, Loop, analyse, inline_length
 from pybpf.tiers.pycode.support import PACK, UNPACK
@@ -201,16 +201,30 @@ class Generator:
         self.frame_size = config.stack_size
         self.budget = config.budget
         self.max_depth = config.max_call_depth
-        # r10 is the top of a frame inside the stack region, which lies in the
-        # 32-bit address space above 0
-        entry_state = [ranges.FULL] * 10 + [(self.frame_size + 1, ADDRESS_SPACE_END)]
+        # the stack region as Machine.create lays it out (CompiledPython.run checks);
+        # the main function's r10 is its top, frame k's is k - 1 frames below
+        self.stack_top = STACK_BASE + config.stack_size * config.max_call_depth
+        deepest = self.stack_top - self.frame_size * max(1, self.max_depth - 1)
+        callee_r10 = (
+            min(deepest, self.stack_top - self.frame_size),
+            self.stack_top - self.frame_size,
+        )
+        main_r10 = (self.stack_top, self.stack_top)
+        if 0 in {program.target_of(pc, i) for pc, i in program if i.spec.op is Op.CALL_LOCAL}:
+            main_r10 = (callee_r10[0], self.stack_top)
         self.inlined: dict[int, int] = {}
         for entry, end in program.functions:
             length = inline_length(program, entry, end)
             if length is not None:
                 self.inlined[entry] = length
         self.functions = {
-            entry: analyse(program, entry, end, entry_state, self.inlined)
+            entry: analyse(
+                program,
+                entry,
+                end,
+                ranges.entry_state(main_r10 if entry == 0 else callee_r10),
+                self.inlined,
+            )
             for entry, end in program.functions
         }
         for function in self.functions.values():
@@ -346,7 +360,7 @@ class Generator:
     def _final_condition(self, function: Function, index: int) -> str:
         """The condition of the jump ending block ``index``, on the ranges it sees."""
         _start, body = function.blocks[index]
-        state = list(function.entry_ranges[index] or [ranges.FULL] * 11)
+        state = list(function.entry_ranges[index] or ranges.unknown_state())
         for _pc, insn in body[:-1]:
             ranges.step(insn, state)
         return self._condition(body[-1][1], state)
@@ -397,7 +411,7 @@ class Generator:
         handed on to the next block when only this one leads there (``merges``).
         """
         _start, body = function.blocks[index]
-        state = list(function.entry_ranges[index] or [ranges.FULL] * 11)
+        state = list(function.entry_ranges[index] or ranges.unknown_state())
         last_pc, last = body[-1]
         op = last.spec.op
         total = pending + len(body)
@@ -536,7 +550,7 @@ class Generator:
         if op is Op.LDDW:
             return [f"{d} = {insn.imm & MASK64:#x}"]
         if op in (Op.LOAD, Op.LOADSX):
-            return self._load(pc, insn)
+            return self._load(pc, insn, state)
         if op is Op.STORE:
             return self._store(pc, insn, state)
         if op in ATOMIC_OPS or op is Op.ATOMIC_CMPXCHG:
@@ -558,7 +572,28 @@ class Generator:
             return [], f"r{base}"
         return [f"a = r{base} + {off}"], "a"
 
-    def _load(self, pc: int, insn: Instruction) -> list[str]:
+    def _placement(self, base: int, off: int, size: int, state: ranges.State) -> str:
+        """Where an access can land, by the base register's range: ``frame`` (inside
+        the current frame, no test needed), ``stack`` or ``input`` (only that region
+        needs testing) or ``any``.  Regions never overlap, so an address that cannot
+        be in the stack region need not be tested against it, and the other way round.
+        """
+        low, high = state[base][0] + off, state[base][1] + off
+        top = self.stack_top
+        bottom = top - self.frame_size * self.max_depth
+        frame_low, frame_top = state[10]
+        if frame_low == frame_top and low >= frame_top - self.frame_size:
+            if high + size <= frame_top:
+                return "frame"
+        if low >= bottom and high + size <= top:
+            return "stack"
+        if 0 <= low and high <= MASK64 and (high + size <= bottom or low >= top):
+            return "input"
+        # which region to test first is a guess: the stack for registers that were
+        # derived from r10, else the input (a stack address fails its first comparison)
+        return "stack first" if state[ranges.STACKISH + base] == ranges.STACK else "any"
+
+    def _load(self, pc: int, insn: Instruction, state: ranges.State) -> list[str]:
         size = insn.spec.size
         if insn.spec.op is Op.LOADSX:
             sign = hex(1 << (size * 8 - 1))
@@ -571,13 +606,33 @@ class Generator:
             return [f"{d} = {wrap.format(self._frame_read(size, -insn.off))}"]
         setup, a = self._address(insn.src, insn.off)
         views = self._packet_views(self._current)
-        return [
-            *setup,
+        stack = f"{d} = {wrap.format(_read('sb', 's', size, _VIEWS))}"
+        slow = f"else: {d} = {wrap.format(f'mem.load({a} & {MASK64:#x}, {size}, {pc})')}"
+        placement = self._placement(insn.src, insn.off, size, state)
+        if placement == "frame":
+            return [*setup, f"o = {a} - SB", stack]
+        if placement == "stack":
+            return [*setup, f"o = {a} - SB", f"if SO <= o and o <= SO{size}: {stack}", slow]
+        input_test = [
             f"o = {a} - IB",
             f"if 0 <= o and o <= IL{size}: {d} = {wrap.format(_read('ib', 'i', size, views))}",
-            f"elif SO <= (o := {a} - SB) and o <= SO{size}: "
-            f"{d} = {wrap.format(_read('sb', 's', size, _VIEWS))}",
-            f"else: {d} = {wrap.format(f'mem.load({a} & {MASK64:#x}, {size}, {pc})')}",
+        ]
+        if placement == "input":
+            return [*setup, *input_test, slow]
+        if placement == "stack first":
+            return [
+                *setup,
+                f"o = {a} - SB",
+                f"if SO <= o and o <= SO{size}: {stack}",
+                f"elif 0 <= (o := {a} - IB) and o <= IL{size}: "
+                f"{d} = {wrap.format(_read('ib', 'i', size, views))}",
+                slow,
+            ]
+        return [
+            *setup,
+            *input_test,
+            f"elif SO <= (o := {a} - SB) and o <= SO{size}: {stack}",
+            slow,
         ]
 
     @staticmethod
@@ -607,14 +662,39 @@ class Generator:
             return [f"{PACK[size]}(sb, FO - {depth}, {value})"]
         setup, a = self._address(insn.dst, insn.off)
         views = self._packet_views(self._current)
+        stack = _write("sb", "s", size, value, _VIEWS)
+        slow = f"else: mem.store({a} & {MASK64:#x}, {size}, {value}, {pc})"
+        placement = self._placement(insn.dst, insn.off, size, state)
+        if placement == "frame":
+            return [*setup, f"o = {a} - SB", *stack]
+        if placement == "stack":
+            return [
+                *setup,
+                f"o = {a} - SB",
+                f"if SO <= o and o <= SO{size}:",
+                *_indent(stack),
+                slow,
+            ]
+        input_test = [f"o = {a} - IB", f"if 0 <= o and o <= IW{size}:"]
+        input_test += _indent(_write("ib", "i", size, value, views))
+        if placement == "input":
+            return [*setup, *input_test, slow]
+        if placement == "stack first":
+            return [
+                *setup,
+                f"o = {a} - SB",
+                f"if SO <= o and o <= SO{size}:",
+                *_indent(stack),
+                f"elif 0 <= (o := {a} - IB) and o <= IW{size}:",
+                *_indent(_write("ib", "i", size, value, views)),
+                slow,
+            ]
         return [
             *setup,
-            f"o = {a} - IB",
-            f"if 0 <= o and o <= IW{size}:",
-            *_indent(_write("ib", "i", size, value, views)),
+            *input_test,
             f"elif SO <= (o := {a} - SB) and o <= SO{size}:",
-            *_indent(_write("sb", "s", size, value, _VIEWS)),
-            f"else: mem.store({a} & {MASK64:#x}, {size}, {value}, {pc})",
+            *_indent(stack),
+            slow,
         ]
 
     @staticmethod

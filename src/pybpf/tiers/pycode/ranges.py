@@ -25,7 +25,24 @@ Range = tuple[int, int]
 """Lowest and highest unsigned value a register may hold."""
 
 State = list[Range]
-"""The ranges of r0-r10."""
+"""The ranges of r0-r10, then (at ``STACKISH + n``) whether register n holds a stack
+address: ``(1, 1)`` always, ``(0, 0)`` never, ``(0, 1)`` sometimes.  That second half
+is a guess for ordering memory tests, never relied on for correctness."""
+
+STACKISH = 11
+
+NOWHERE: Range = (0, 0)
+STACK: Range = (1, 1)
+
+
+def entry_state(r10: Range) -> State:
+    """Ranges on entry to a function: anything, but r10 in ``r10`` and a stack address."""
+    return [FULL] * 10 + [r10] + [NOWHERE] * 10 + [STACK]
+
+
+def unknown_state() -> State:
+    return [FULL] * 11 + [(0, 1)] * 11
+
 
 FULL: Range = (0, MASK64)
 
@@ -149,6 +166,26 @@ def step(insn: Instruction, state: State) -> None:
         state[0:6] = [FULL] * 6
     elif op in (Op.LD_ABS, Op.LD_IND):
         state[0] = _size_range(spec.size)
+    _follow_pointers(insn, state)
+
+
+def _follow_pointers(insn: Instruction, state: State) -> None:
+    """Stack addresses move with ``mov`` and survive adding or subtracting offsets."""
+    spec = insn.spec
+    dst = STACKISH + insn.dst
+    if spec.width == 64 and spec.op in (Op.MOV, Op.ADD, Op.SUB):
+        if spec.form is Form.ALU_IMM:
+            if spec.op is Op.MOV:
+                state[dst] = NOWHERE
+            return
+        src = state[STACKISH + insn.src]
+        if spec.op is Op.MOV:
+            state[dst] = src
+        elif spec.op is Op.ADD:
+            state[dst] = (max(state[dst][0], src[0]), max(state[dst][1], src[1]))
+        return
+    for register in written(insn):
+        state[STACKISH + register] = NOWHERE
 
 
 _SIZED_RESULT = frozenset({Op.BE, Op.BSWAP, Op.NEG})
