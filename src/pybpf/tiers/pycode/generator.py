@@ -1,0 +1,724 @@
+"""Python source for a program: one function per eBPF function, registers as locals.
+
+Blocks are laid out as :mod:`~pybpf.tiers.pycode.structure` decides (loops as
+``while True``, guards where a pending target may skip code).  Each instruction
+becomes a line or two of arithmetic on the register locals; a reduction to the
+operation's width is written only where the value ranges say the raw result may
+leave it, and then as the cheapest exact form (one conditional subtraction after
+an addition, a mask after a multiplication).  Loads and stores test the stack
+and input regions inline against bounds bound once per call; any other address
+goes to the address space, which finds its region or raises the memory error.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pybpf.isa.instruction import Instruction
+from pybpf.isa.semantics import ATOMIC_OPS, MASK32, MASK64, WIDTH_MASK, immediate_operand
+from pybpf.isa.table import Form, Op
+from pybpf.program import BLOCK_ENDING_OPS, Program
+from pybpf.runtime.machine import MachineConfig, in_current_frame
+from pybpf.runtime.memory import STACK_BASE
+from pybpf.tiers.pycode import ranges
+from pybpf.tiers.pycode.structure import Function, Loop, analyse, inline_length
+from pybpf.tiers.pycode.support import PACK, UNPACK
+
+_REGS = ", ".join(f"r{n}" for n in range(11))
+_CALLER_REGS = ", ".join(f"r{n}" for n in range(10))
+"""r0-r9 as a callee first sees them: the caller's values (r10 moves down a frame)."""
+_RESULT = "r0, r1, r2, r3, r4, r5, count"
+_INDENT = "    "
+
+_MEMORY_OPS = frozenset({Op.LOAD, Op.LOADSX, Op.STORE, Op.ATOMIC_CMPXCHG, *ATOMIC_OPS})
+
+_CONDITIONS: dict[Op, str] = {
+    Op.JEQ: "{a} == {b}",
+    Op.JNE: "{a} != {b}",
+    Op.JGT: "{a} > {b}",
+    Op.JGE: "{a} >= {b}",
+    Op.JLT: "{a} < {b}",
+    Op.JLE: "{a} <= {b}",
+    Op.JSET: "{a} & {b}",
+    # flipping the sign bit maps signed order onto unsigned order
+    Op.JSGT: "({a} ^ {sign}) > ({b} ^ {sign})",
+    Op.JSGE: "({a} ^ {sign}) >= ({b} ^ {sign})",
+    Op.JSLT: "({a} ^ {sign}) < ({b} ^ {sign})",
+    Op.JSLE: "({a} ^ {sign}) <= ({b} ^ {sign})",
+}
+
+
+_SIZES = (1, 2, 4, 8)
+_WORDS = (2, 4, 8)
+_LOG2 = {2: 1, 4: 2, 8: 3}
+_VIEW_CODES = {2: "H", 4: "I", 8: "Q"}
+_VIEWS = sys.byteorder == "little"
+"""Native word views read guest memory in its byte order only on little-endian hosts."""
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [_INDENT + line for line in lines]
+
+
+def _read(buffer: str, view: str, size: int, views: bool) -> str:
+    """A read of ``size`` bytes at offset ``o`` of a buffer, through its word view
+    when the offset is aligned."""
+    if size == 1:
+        return f"{buffer}[o]"
+    unpack = f"{UNPACK[size]}({buffer}, o)[0]"
+    if not views:
+        return unpack
+    return f"({unpack} if o & {size - 1} else {view}{size}[o >> {_LOG2[size]}])"
+
+
+def _write(buffer: str, view: str, size: int, value: str, views: bool) -> list[str]:
+    """A write of ``size`` bytes at offset ``o`` of a buffer (see :func:`_read`)."""
+    if size == 1:
+        return [f"{buffer}[o] = {value}"]
+    pack = f"{PACK[size]}({buffer}, o, {value})"
+    if not views:
+        return [pack]
+    return [f"if o & {size - 1}: {pack}", f"else: {view}{size}[o >> {_LOG2[size]}] = {value}"]
+
+
+@dataclass(frozen=True)
+class _Alu:
+    """One ALU instruction's pieces: destination, operands as code, and what ranges say."""
+
+    d: str
+    a: str
+    b: str
+    width: int
+    b_range: ranges.Range
+    wraps: bool
+
+    @property
+    def mask(self) -> str:
+        return hex(WIDTH_MASK[self.width])
+
+    @property
+    def modulus(self) -> str:
+        return hex(WIDTH_MASK[self.width] + 1)
+
+    def shift(self) -> str:
+        """The shift amount: a constant when known, else the operand cut to the width."""
+        low, high = self.b_range
+        if low == high:
+            return str(low & (self.width - 1))
+        return f"({self.b} & {self.width - 1})"
+
+    def reduced(self, expression: str) -> list[str]:
+        return [
+            f"{self.d} = ({expression}) & {self.mask}" if self.wraps else f"{self.d} = {expression}"
+        ]
+
+
+def _add(x: _Alu) -> list[str]:
+    wrap = [f"if {x.d} > {x.mask}: {x.d} -= {x.modulus}"] if x.wraps else []
+    return [f"{x.d} = {x.a} + {x.b}", *wrap]
+
+
+def _sub(x: _Alu) -> list[str]:
+    wrap = [f"if {x.d} < 0: {x.d} += {x.modulus}"] if x.wraps else []
+    return [f"{x.d} = {x.a} - {x.b}", *wrap]
+
+
+def _div(x: _Alu) -> list[str]:
+    # division by zero gives 0, modulo by zero leaves the dividend (RFC 9669 4.1)
+    if x.b_range == (0, 0):
+        return [f"{x.d} = 0"]
+    if x.b_range[0] > 0:
+        return [f"{x.d} = {x.a} // {x.b}"]
+    return [f"{x.d} = {x.a} // {x.b} if {x.b} else 0"]
+
+
+def _mod(x: _Alu) -> list[str]:
+    if x.b_range == (0, 0):
+        return [f"{x.d} = {x.a}"]
+    if x.b_range[0] > 0:
+        return [f"{x.d} = {x.a} % {x.b}"]
+    return [f"{x.d} = {x.a} % {x.b} if {x.b} else {x.a}"]
+
+
+def _call(x: _Alu, op: Op) -> list[str]:
+    return [f"{x.d} = _alu_{op.value}({x.a}, {x.b}, {x.width})"]
+
+
+_ALU: dict[Op, Callable[[_Alu], list[str]]] = {
+    Op.ADD: _add,
+    Op.SUB: _sub,
+    Op.MUL: lambda x: x.reduced(f"{x.a} * {x.b}"),
+    Op.LSH: lambda x: x.reduced(f"{x.a} << {x.shift()}"),
+    Op.RSH: lambda x: [f"{x.d} = {x.a} >> {x.shift()}"],
+    Op.OR: lambda x: [f"{x.d} = {x.a} | {x.b}"],
+    Op.AND: lambda x: [f"{x.d} = {x.a} & {x.b}"],
+    Op.XOR: lambda x: [f"{x.d} = {x.a} ^ {x.b}"],
+    Op.MOV: lambda x: [f"{x.d} = {x.b}"],
+    Op.DIV: _div,
+    Op.MOD: _mod,
+    Op.SDIV: lambda x: _call(x, Op.SDIV),
+    Op.SMOD: lambda x: _call(x, Op.SMOD),
+    Op.ARSH: lambda x: _call(x, Op.ARSH),
+}
+"""How each ALU operation is written, given its operands and whether it may wrap."""
+
+
+def _cut_register(register: int, width: int, state: ranges.State) -> str:
+    """Register ``register`` cut to ``width`` bits, as code: no mask if already in range."""
+    if state[register][1] <= WIDTH_MASK[width]:
+        return f"r{register}"
+    return f"(r{register} & {WIDTH_MASK[width]:#x})"
+
+
+def _source(insn: Instruction, state: ranges.State) -> str:
+    """The source operand of an ALU or jump instruction, cut to its width, as code."""
+    width = insn.spec.width
+    if insn.spec.form in (Form.ALU_IMM, Form.COND_IMM):
+        return hex(immediate_operand(insn.imm, width))
+    return _cut_register(insn.src, width, state)
+
+
+def _is_zero_extension(first: Instruction, second: Instruction) -> bool:
+    """``lsh r, k`` then ``rsh r, k``: the compilers' idiom for keeping the low bits."""
+    return (
+        first.spec.op is Op.LSH
+        and second.spec.op is Op.RSH
+        and first.spec.form is Form.ALU_IMM
+        and second.spec.form is Form.ALU_IMM
+        and first.dst == second.dst
+        and first.spec.width == second.spec.width
+        and (first.imm - second.imm) % first.spec.width == 0
+    )
+
+
+class Generator:
+    """Translates one program into Python source."""
+
+    def __init__(self, program: Program, config: MachineConfig) -> None:
+        self.program = program
+        self.frame_size = config.stack_size
+        self.budget = config.budget
+        self.max_depth = config.max_call_depth
+        # the stack region as Machine.create lays it out (CompiledPython.run checks);
+        # the main function's r10 is its top, frame k's is k - 1 frames below
+        self.stack_top = STACK_BASE + config.stack_size * config.max_call_depth
+        deepest = self.stack_top - self.frame_size * max(1, self.max_depth - 1)
+        callee_r10 = (
+            min(deepest, self.stack_top - self.frame_size),
+            self.stack_top - self.frame_size,
+        )
+        main_r10 = (self.stack_top, self.stack_top)
+        if 0 in {program.target_of(pc, i) for pc, i in program if i.spec.op is Op.CALL_LOCAL}:
+            main_r10 = (callee_r10[0], self.stack_top)
+        self.inlined: dict[int, int] = {}
+        for entry, end in program.functions:
+            length = inline_length(program, entry, end)
+            if length is not None:
+                self.inlined[entry] = length
+        self.functions = {
+            entry: analyse(
+                program,
+                entry,
+                end,
+                ranges.entry_state(main_r10 if entry == 0 else callee_r10),
+                self.inlined,
+            )
+            for entry, end in program.functions
+        }
+        for function in self.functions.values():
+            self._scan(function)
+        self._current = self.functions[0]
+
+    @staticmethod
+    def _scan(function: Function) -> None:
+        for _start, body in function.blocks:
+            for _pc, insn in body:
+                op = insn.spec.op
+                if op in (Op.LD_ABS, Op.LD_IND):
+                    function.uses_packet = True
+                elif op in (Op.CALL, Op.CALLX, Op.CALL_LOCAL) or op in _MEMORY_OPS:
+                    function.sets_frame = True
+                    function.calls_out |= op not in _MEMORY_OPS
+                    function.uses_memory |= op in _MEMORY_OPS
+
+    def generate(self) -> str:
+        parts = [self._function(function) for function in self.functions.values()]
+        return "\n\n".join("\n".join(lines) for lines in parts) + "\n"
+
+    # -- functions, loops and blocks -----------------------------------------------------
+
+    def _budget_test(self, function: Function, index: int) -> str:
+        limit = self.budget - function.reach[index]
+        pc = function.pc_of(index)
+        return f"if count > {limit}: _deopt({pc}, count, [{_REGS}])"
+
+    def _function(self, function: Function) -> list[str]:
+        self._current = function
+        lines = [f"def f{function.entry}(m, {_REGS}, count, depth):"]
+        prologue: list[str] = [self._budget_test(function, 0)]
+        if function.sets_frame:
+            # the lowest stack address this frame may touch; the address space (used
+            # by helpers and slow paths) must agree, so it is set on entry and return
+            prologue += ["stack = m.stack", f"SL = stack.vm_start = r10 - {self.frame_size}"]
+        if function.uses_memory:
+            prologue += self._memory_prologue(function)
+        if function.uses_packet:
+            prologue += [
+                "pkt = m.packet",
+                "pb = b'' if pkt is None else pkt.buffer",
+                "PL = -1 if pkt is None else len(pb)",
+            ]
+        if function.guarded or function.loops:
+            prologue.append(f"b = {function.entry}")
+        body = self._range(function, 0, len(function.blocks) - 1, None)
+        if function.uses_memory and self._packet_views(function):
+            # an error must not leave the input pinned by views its traceback holds
+            release = " = ".join(["iv", *(f"i{size}" for size in _WORDS), "None"])
+            body = ["try:", *_indent(body), "except BaseException:", f"    {release}", "    raise"]
+        return lines + _indent(prologue + body)
+
+    def _memory_prologue(self, function: Function) -> list[str]:
+        """Bounds and views of the stack and input buffers, bound once per call.
+
+        Offsets are tested rather than addresses: ``o = a - base`` must lie in
+        ``[low, last start of an access of that size]``.  Without input the input
+        base is far above every address, so its test fails at once.
+        """
+        lines = [
+            "mem = m.memory",
+            "sb = stack.buffer",
+            "SB = stack.base",
+            "FO = r10 - SB",
+            "SO = SL - SB",
+            "n = len(sb)",
+            *(f"SO{size} = n - {size}" for size in _SIZES),
+            "pk = m.packet",
+            "if pk is None:",
+            "    ib = b''",
+            f"    IB = {1 << 66:#x}",
+            *(f"    IL{size} = IW{size} = -1" for size in _SIZES),
+            "else:",
+            "    ib = pk.buffer",
+            "    IB = pk.base",
+            "    n = len(ib)",
+            *(f"    IL{size} = n - {size}" for size in _SIZES),
+            *(f"    IW{size} = IL{size} if pk.writable else -1" for size in _SIZES),
+        ]
+        if _VIEWS:
+            # word views for aligned accesses; the stack is a multiple of 8 bytes long
+            # and every frame top is 8-aligned (checked before each run)
+            lines.append("sv = memoryview(sb)")
+            lines += [f"s{size} = sv.cast('{_VIEW_CODES[size]}')" for size in _WORDS]
+            lines += [f"F{size} = FO >> {_LOG2[size]}" for size in _WORDS]
+            if self._packet_views(function):
+                lines.append("iv = memoryview(ib)")
+                lines += [
+                    f"i{size} = iv[:len(iv) & {-size}].cast('{_VIEW_CODES[size]}')"
+                    for size in _WORDS
+                ]
+        return lines
+
+    @staticmethod
+    def _packet_views(function: Function) -> bool:
+        """Whether the function reads the input through word views.
+
+        A view pins the input buffer's size while it lives, so only functions that
+        call nothing (no helper can run meanwhile) use them, and they let go of
+        them if the run ends in an error.
+        """
+        return _VIEWS and not function.calls_out
+
+    def _range(self, function: Function, first: int, last: int, loop: Loop | None) -> list[str]:
+        """Code for blocks ``first`` to ``last``, the body of ``loop`` (None: the function)."""
+        lines: list[str] = []
+        pending = 0
+        i = first
+        while i <= last:
+            child = function.loop_at.get(i)
+            if child is not None and child is not loop:
+                body = self._range(function, child.first, child.last, child) or ["pass"]
+                # running off the body's end leaves the loop (a pending target skips it)
+                ending = [] if body[-1] == "continue" else ["break"]
+                lines += ["while True:", *_indent([*body, *ending])]
+                lines += self._after_loop(function, child)
+                i = child.last + 1
+                continue
+            skip = function.skips.get(i)
+            merges = skip is None and function.merges_into_next(i, last)
+            code, pending = self._block(function, i, pending, merges)
+            if skip is not None:
+                region = self._range(function, i + 1, skip - 1, loop) or ["pass"]
+                code += [f"if not ({self._final_condition(function, i)}):", *_indent(region)]
+            if i in function.guarded:
+                code = [f"if b <= {function.starts[i]}:", *_indent(code or ["pass"])]
+            lines += code
+            i = i + 1 if skip is None else skip
+        return lines
+
+    def _final_condition(self, function: Function, index: int) -> str:
+        """The condition of the jump ending block ``index``, on the ranges it sees."""
+        _start, body = function.blocks[index]
+        state = list(function.entry_ranges[index] or ranges.unknown_state())
+        for _pc, insn in body[:-1]:
+            ranges.step(insn, state)
+        return self._condition(body[-1][1], state)
+
+    @staticmethod
+    def _after_loop(function: Function, loop: Loop) -> list[str]:
+        """Pass on the jumps that left ``loop`` for places further out."""
+        parent = loop.parent
+        lines: list[str] = []
+        if loop.continues_parent or loop.breaks_parent:
+            inner: list[str] = []
+            if loop.breaks_parent:
+                if loop.continues_parent and parent is not None:
+                    inner.append(f"if b > {-1 - function.starts[parent.first]}: break")
+                else:
+                    inner.append("break")
+            if loop.continues_parent:
+                inner += ["b = -1 - b", "continue"]
+            lines += ["if b < 0:", *_indent(inner)]
+        if loop.leaves_parent and parent is not None:
+            lines.append(f"if b >= {function.pc_of(parent.last + 1)}: break")
+        return lines
+
+    def _jump(self, function: Function, source: int, target: int) -> list[str]:
+        """Code that moves control from the end of block ``source`` to block ``target``."""
+        common, broken = function.route(source, target)
+        pc = function.starts[target]
+        if target <= source:
+            test = self._budget_test(function, target)
+            if broken:
+                return [test, f"b = {-1 - pc}", "break"]
+            if common is not None and (target != common.first or common.has_guards):
+                return [test, f"b = {pc}", "continue"]
+            return [test, "continue"]
+        if not broken:
+            return [] if target == source + 1 else [f"b = {pc}"]
+        if len(broken) == 1 and target == broken[0].last + 1:
+            return ["break"]
+        return [f"b = {pc}", "break"]
+
+    def _block(
+        self, function: Function, index: int, pending: int, merges: bool
+    ) -> tuple[list[str], int]:
+        """Code for block ``index`` and the instructions it leaves uncounted.
+
+        ``pending`` instructions of the blocks before are not yet on the meter; the
+        count is brought up to date before anything that reads it, and otherwise
+        handed on to the next block when only this one leads there (``merges``).
+        """
+        _start, body = function.blocks[index]
+        state = list(function.entry_ranges[index] or ranges.unknown_state())
+        last_pc, last = body[-1]
+        op = last.spec.op
+        total = pending + len(body)
+        straight = body[:-1] if op in BLOCK_ENDING_OPS else body
+        lines: list[str] = []
+        k = 0
+        while k < len(straight):
+            pc, insn = straight[k]
+            if k + 1 < len(straight) and _is_zero_extension(insn, straight[k + 1][1]):
+                lines += self._zero_extension(insn, state)
+                ranges.step(straight[k + 1][1], state)
+                k += 2
+                continue
+            lines += self._straight(pc, insn, state)
+            ranges.step(insn, state)
+            k += 1
+        callee = self.program.target_of(last_pc, last) if op is Op.CALL_LOCAL else None
+        if callee is not None and callee in self.inlined:
+            lines += self._inline(last_pc, callee, state)
+            total += self.inlined[callee]
+            return (lines, total) if merges else ([*lines, f"count += {total}"], 0)
+        count = f"count += {total}"
+        if op not in BLOCK_ENDING_OPS:
+            return (lines, total) if merges else ([*lines, count], 0)
+        target = function.targets[index]
+        if op in _CONDITIONS and target is not None:
+            jump = [] if index in function.skips else self._jump(function, index, target)
+            condition = self._condition(last, state)
+            if merges:
+                taken = [f"if {condition}:", *_indent([count, *jump])] if jump else []
+                return lines + taken, total
+            return [*lines, count, *([f"if {condition}:", *_indent(jump)] if jump else [])], 0
+        if op is Op.JA and target is not None:
+            return [*lines, count, *self._jump(function, index, target)], 0
+        return [*lines, count, *self._terminator(function, index, last_pc, last)], 0
+
+    def _condition(self, insn: Instruction, state: ranges.State) -> str:
+        width = insn.spec.width
+        return _CONDITIONS[insn.spec.op].format(
+            a=_cut_register(insn.dst, width, state),
+            b=_source(insn, state),
+            sign=hex(1 << (width - 1)),
+        )
+
+    def _terminator(self, function: Function, index: int, pc: int, insn: Instruction) -> list[str]:
+        """Exits, calls and legacy packet loads: block ends that are not jumps."""
+        op = insn.spec.op
+        if op is Op.EXIT:
+            return [f"return {_RESULT}"]
+        if op in (Op.CALL, Op.CALLX):
+            number = str(insn.imm) if op is Op.CALL else f"r{insn.dst}"
+            return [
+                f"r0 = _invoke(m, {number}, {pc}, r1, r2, r3, r4, r5)",
+                "if m.stop_value is not None: _stop(m.stop_value, count)",
+            ]
+        if op is Op.CALL_LOCAL:
+            return self._local_call(function, index, pc, insn)
+        # legacy packet loads: big-endian, and a miss ends the program with r0 = 0
+        size = insn.spec.size
+        if op is Op.LD_ABS:
+            offset = str(insn.imm)
+        else:
+            offset = f"((r{insn.src} + {insn.imm} + 0x80000000) & {MASK32:#x}) - 0x80000000"
+        return [
+            f"o = {offset}",
+            f"if o < 0 or o + {size} > PL: _stop(0, count)",
+            f"r0 = int.from_bytes(pb[o:o + {size}], 'big')",
+        ]
+
+    def _inline(self, pc: int, callee: int, state: ranges.State) -> list[str]:
+        """A call of a function written out in place (see :func:`inline_length`).
+
+        The callee starts from the caller's registers and leaves r0-r5 to it; r6-r9
+        are put back as a return would.  It sees the caller's value ranges, which
+        are its own entry ranges here.
+        """
+        _start, body = self.functions[callee].blocks[0]
+        saved = sorted({6, 7, 8, 9} & {r for _pc, i in body for r in ranges.written(i)})
+        lines = [f"if depth >= {self.max_depth}: _depth_exceeded({pc}, {self.max_depth})"]
+        lines += [f"t{register} = r{register}" for register in saved]
+        inner = list(state)
+        for insn_pc, insn in body[:-1]:
+            lines += self._straight(insn_pc, insn, inner)
+            ranges.step(insn, inner)
+        lines += [f"r{register} = t{register}" for register in saved]
+        return lines
+
+    def _local_call(self, function: Function, index: int, pc: int, insn: Instruction) -> list[str]:
+        target = self.program.target_of(pc, insn)
+        if target is None:
+            raise AssertionError("a local call without a target")  # decoding guarantees one
+        callee = self.functions[target]
+        following = pc + insn.slots
+        lines = [
+            f"if depth >= {self.max_depth}: _depth_exceeded({pc}, {self.max_depth})",
+            "try:",
+            f"    {_RESULT} = f{target}(m, {_CALLER_REGS}, r10 - {self.frame_size}, "
+            "count, depth + 1)",
+            "except _Deoptimize as deopt:",
+            f"    deopt.frames.append(_Frame({following}, (r6, r7, r8, r9)))",
+            "    raise",
+        ]
+        if callee.sets_frame:
+            lines.append("stack.vm_start = SL")
+        if index + 1 < len(function.blocks):
+            lines.append(self._budget_test(function, index + 1))
+        return lines
+
+    # -- straight-line instructions ----------------------------------------------------
+
+    def _straight(self, pc: int, insn: Instruction, state: ranges.State) -> list[str]:
+        """Code for an instruction that does not end its block, given the ranges before it."""
+        spec = insn.spec
+        op = spec.op
+        width = spec.width
+        mask = hex(WIDTH_MASK[width])
+        d = f"r{insn.dst}"
+        if op in _ALU:
+            _result, wraps = ranges.binary(insn, state)
+            _a, b_range = ranges.operands(insn, state)
+            a = _cut_register(insn.dst, width, state)
+            return _ALU[op](_Alu(d, a, _source(insn, state), width, b_range, wraps))
+        if op is Op.NEG:
+            return [f"{d} = -{_cut_register(insn.dst, width, state)} & {mask}"]
+        if op is Op.MOVSX:
+            bits = spec.size * 8
+            sign = hex(1 << (bits - 1))
+            low = hex(WIDTH_MASK[bits])
+            return [f"{d} = (((r{insn.src} & {low}) ^ {sign}) - {sign}) & {mask}"]
+        if op is Op.LE:
+            if state[insn.dst][1] <= WIDTH_MASK[spec.size * 8]:
+                return []  # already no wider than the conversion
+            return [f"{d} &= {hex(WIDTH_MASK[spec.size * 8])}"]
+        if op in (Op.BE, Op.BSWAP):
+            return [f"{d} = _byte_swap({d}, {spec.size})"]
+        if op is Op.LDDW:
+            return [f"{d} = {insn.imm & MASK64:#x}"]
+        if op in (Op.LOAD, Op.LOADSX):
+            return self._load(pc, insn, state)
+        if op is Op.STORE:
+            return self._store(pc, insn, state)
+        if op in ATOMIC_OPS or op is Op.ATOMIC_CMPXCHG:
+            return self._atomic(pc, insn)
+        raise AssertionError(f"no lowering for {op}")  # the table test keeps this unreachable
+
+    @staticmethod
+    def _zero_extension(insn: Instruction, state: ranges.State) -> list[str]:
+        width = insn.spec.width
+        amount = immediate_operand(insn.imm, width) & (width - 1)
+        kept = WIDTH_MASK[width] >> amount
+        return [f"r{insn.dst} = {_cut_register(insn.dst, width, state)} & {kept:#x}"]
+
+    @staticmethod
+    def _address(base: int, off: int) -> tuple[list[str], str]:
+        """A load or store address as code (it may leave the 64-bit range, which no
+        region holds), and the assignment that computes it, if one is needed."""
+        if off == 0:
+            return [], f"r{base}"
+        return [f"a = r{base} + {off}"], "a"
+
+    def _placement(self, base: int, off: int, size: int, state: ranges.State) -> str:
+        """Where an access can land, by the base register's range: ``frame`` (inside
+        the current frame, no test needed), ``stack`` or ``input`` (only that region
+        needs testing) or ``any``.  Regions never overlap, so an address that cannot
+        be in the stack region need not be tested against it, and the other way round.
+        """
+        low, high = state[base][0] + off, state[base][1] + off
+        top = self.stack_top
+        bottom = top - self.frame_size * self.max_depth
+        frame_low, frame_top = state[10]
+        if frame_low == frame_top and low >= frame_top - self.frame_size:
+            if high + size <= frame_top:
+                return "frame"
+        if low >= bottom and high + size <= top:
+            return "stack"
+        if 0 <= low and high <= MASK64 and (high + size <= bottom or low >= top):
+            return "input"
+        # which region to test first is a guess: the stack for registers that were
+        # derived from r10, else the input (a stack address fails its first comparison)
+        return "stack first" if state[ranges.STACKISH + base] == ranges.STACK else "any"
+
+    def _load(self, pc: int, insn: Instruction, state: ranges.State) -> list[str]:
+        size = insn.spec.size
+        if insn.spec.op is Op.LOADSX:
+            sign = hex(1 << (size * 8 - 1))
+            wrap = f"((({{}} ^ {sign}) - {sign}) & {MASK64:#x})"
+        else:
+            wrap = "{}"
+        d = f"r{insn.dst}"
+        if in_current_frame(insn.src, insn.off, size, self.frame_size):
+            # a constant offset inside the current frame cannot miss (r10 is read-only)
+            return [f"{d} = {wrap.format(self._frame_read(size, -insn.off))}"]
+        setup, a = self._address(insn.src, insn.off)
+        views = self._packet_views(self._current)
+        stack = f"{d} = {wrap.format(_read('sb', 's', size, _VIEWS))}"
+        slow = f"else: {d} = {wrap.format(f'mem.load({a} & {MASK64:#x}, {size}, {pc})')}"
+        placement = self._placement(insn.src, insn.off, size, state)
+        if placement == "frame":
+            return [*setup, f"o = {a} - SB", stack]
+        if placement == "stack":
+            return [*setup, f"o = {a} - SB", f"if SO <= o and o <= SO{size}: {stack}", slow]
+        input_test = [
+            f"o = {a} - IB",
+            f"if 0 <= o and o <= IL{size}: {d} = {wrap.format(_read('ib', 'i', size, views))}",
+        ]
+        if placement == "input":
+            return [*setup, *input_test, slow]
+        if placement == "stack first":
+            return [
+                *setup,
+                f"o = {a} - SB",
+                f"if SO <= o and o <= SO{size}: {stack}",
+                f"elif 0 <= (o := {a} - IB) and o <= IL{size}: "
+                f"{d} = {wrap.format(_read('ib', 'i', size, views))}",
+                slow,
+            ]
+        return [
+            *setup,
+            *input_test,
+            f"elif SO <= (o := {a} - SB) and o <= SO{size}: {stack}",
+            slow,
+        ]
+
+    @staticmethod
+    def _frame_read(size: int, depth: int) -> str:
+        """The value ``depth`` bytes below the frame top (which is 8-aligned)."""
+        if size == 1:
+            return f"sb[FO - {depth}]"
+        if _VIEWS and depth % size == 0:
+            return f"s{size}[F{size} - {depth // size}]"
+        return f"{UNPACK[size]}(sb, FO - {depth})[0]"
+
+    def _store(self, pc: int, insn: Instruction, state: ranges.State) -> list[str]:
+        size = insn.spec.size
+        size_mask = WIDTH_MASK[size * 8]
+        if insn.spec.form is Form.STORE_IMM:
+            value = hex(insn.imm & size_mask)
+        elif state[insn.src][1] <= size_mask:
+            value = f"r{insn.src}"
+        else:
+            value = f"r{insn.src} & {size_mask:#x}"
+        if in_current_frame(insn.dst, insn.off, size, self.frame_size):
+            depth = -insn.off
+            if size == 1:
+                return [f"sb[FO - {depth}] = {value}"]
+            if _VIEWS and depth % size == 0:
+                return [f"s{size}[F{size} - {depth // size}] = {value}"]
+            return [f"{PACK[size]}(sb, FO - {depth}, {value})"]
+        setup, a = self._address(insn.dst, insn.off)
+        views = self._packet_views(self._current)
+        stack = _write("sb", "s", size, value, _VIEWS)
+        slow = f"else: mem.store({a} & {MASK64:#x}, {size}, {value}, {pc})"
+        placement = self._placement(insn.dst, insn.off, size, state)
+        if placement == "frame":
+            return [*setup, f"o = {a} - SB", *stack]
+        if placement == "stack":
+            return [
+                *setup,
+                f"o = {a} - SB",
+                f"if SO <= o and o <= SO{size}:",
+                *_indent(stack),
+                slow,
+            ]
+        input_test = [f"o = {a} - IB", f"if 0 <= o and o <= IW{size}:"]
+        input_test += _indent(_write("ib", "i", size, value, views))
+        if placement == "input":
+            return [*setup, *input_test, slow]
+        if placement == "stack first":
+            return [
+                *setup,
+                f"o = {a} - SB",
+                f"if SO <= o and o <= SO{size}:",
+                *_indent(stack),
+                f"elif 0 <= (o := {a} - IB) and o <= IW{size}:",
+                *_indent(_write("ib", "i", size, value, views)),
+                slow,
+            ]
+        return [
+            *setup,
+            *input_test,
+            f"elif SO <= (o := {a} - SB) and o <= SO{size}:",
+            *_indent(stack),
+            slow,
+        ]
+
+    @staticmethod
+    def _atomic(pc: int, insn: Instruction) -> list[str]:
+        spec = insn.spec
+        mask = hex(WIDTH_MASK[spec.width])
+        address = f"(r{insn.dst} + {insn.off}) & {MASK64:#x}"
+        s = f"r{insn.src}"
+        if spec.op is Op.ATOMIC_CMPXCHG:
+            return [
+                f"x = r0 & {mask}",
+                f"y = {s}",
+                f"r0 = mem.read_modify_write({address}, {spec.size}, "
+                f"lambda v: y if v == x else v, {pc})",
+            ]
+        update = {
+            Op.ATOMIC_ADD: f"(v + y) & {mask}",
+            Op.ATOMIC_OR: "v | y",
+            Op.ATOMIC_AND: "v & y",
+            Op.ATOMIC_XOR: "v ^ y",
+            Op.ATOMIC_XCHG: "y",
+        }[spec.op]
+        target = s if spec.fetch else "_"
+        return [
+            f"y = {s} & {mask}",
+            f"{target} = mem.read_modify_write({address}, {spec.size}, lambda v: {update}, {pc})",
+        ]

@@ -1,0 +1,279 @@
+"""The pycode tier against the interpreter where its code takes shortcuts.
+
+Structured control flow (loops entered in the middle, jumps out of several loops,
+improperly nested loops), the budget tested only at loop back edges, calls and
+function entries, and masks left out where a value is provably in range: each
+must give exactly the interpreter's r0, instruction count and, for budget traps,
+the same faulting instruction, at every budget.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pybpf import (
+    VM,
+    BpfError,
+    CallDepthExceededError,
+    ExecutionError,
+    MemoryAccessError,
+    Program,
+    conformance_helpers,
+    disassemble,
+)
+from pybpf.asm import assemble
+from test_differential import EXAMPLES, programs
+
+SHAPES: dict[str, str] = {
+    "jump-into-loop": """
+        mov r0, 0
+        mov r1, 5
+        ja mid
+    top:
+        add r0, 1
+    mid:
+        add r0, 10
+        sub r1, 1
+        jne r1, 0, top
+        exit
+    """,
+    "overlapping-loops": """
+        mov r0, 0
+        mov r1, 0
+    a:
+        add r0, 1
+    b:
+        add r1, 1
+        jlt r1, 3, a
+        add r0, 100
+        jlt r1, 6, b
+        exit
+    """,
+    "continue-outer-and-leave-two": """
+        mov r0, 0
+        mov r6, 0
+    outer:
+        add r6, 1
+        jgt r6, 5, done
+        mov r7, 0
+    inner:
+        add r7, 1
+        add r0, r7
+        jeq r7, 3, outer
+        jgt r0, 40, done
+        ja inner
+    done:
+        exit
+    """,
+    "three-levels": """
+        mov r0, 0
+        mov r6, 0
+    l1:
+        add r6, 1
+        mov r7, 0
+    l2:
+        add r7, 1
+        mov r8, 0
+    l3:
+        add r8, 1
+        add r0, 1
+        jeq r8, 2, l1_again
+        jgt r0, 30, out
+        jlt r8, 4, l3
+        jlt r7, 3, l2
+    l1_again:
+        jlt r6, 4, l1
+    out:
+        exit
+    """,
+    "skip-a-whole-loop": """
+        mov r0, 7
+        jgt r1, 0, after
+        mov r2, 3
+    spin:
+        add r0, 2
+        sub r2, 1
+        jne r2, 0, spin
+    after:
+        add r0, 1
+        exit
+    """,
+    "backward-into-inner-loop": """
+        mov r0, 0
+        mov r6, 0
+    outer:
+        add r6, 1
+        mov r7, 0
+    inner:
+        add r7, 1
+        add r0, 3
+        jlt r7, 2, inner
+        jgt r6, 3, done
+        jlt r0, 20, inner
+        ja outer
+    done:
+        exit
+    """,
+    "calls-in-a-loop": """
+        mov r6, 4
+        mov r7, 0
+    loop:
+        mov r1, r6
+        call local twice
+        add r7, r0
+        sub r6, 1
+        jne r6, 0, loop
+        mov r0, r7
+        exit
+    twice:
+        mov r0, r1
+        lsh r0, 1
+        mov r2, 3
+    spin:
+        sub r2, 1
+        jne r2, 0, spin
+        exit
+    """,
+    "region-left-from-a-loop": """
+        mov r0, 0
+        jeq r1, 0, end
+        mov r3, 4
+    loop:
+        add r0, 1
+        jgt r0, 2, end
+        sub r3, 1
+        jne r3, 0, loop
+        add r0, 100
+    end:
+        exit
+    """,
+    "nested-regions": """
+        mov r0, 1
+        jeq r1, 0, outer_end
+        add r0, 2
+        jne r2, 8, inner_end
+        add r0, 4
+    inner_end:
+        add r0, 8
+    outer_end:
+        exit
+    """,
+    "bounded-counter": """
+        mov r0, 0
+        mov r3, 0
+        ldxb r4, [r1]
+    loop:
+        jge r3, r4, out
+        add r0, r3
+        add r3, 1
+        ja loop
+    out:
+        exit
+    """,
+    "inlined-leaf": """
+        mov r6, 5
+        mov r0, 3
+        mov r7, 0
+    loop:
+        call local leaf
+        add r7, r0
+        add r7, r6
+        sub r6, 1
+        jne r6, 0, loop
+        mov r0, r7
+        exit
+    leaf:
+        mov r6, 100
+        mov r9, r6
+        add r0, r9
+        mov r1, r0
+        exit
+    """,
+    "ja-minus-one": """
+        mov r0, 1
+        ja -1
+        exit
+    """,
+}
+
+
+def outcome(program: Program, tier: str, budget: int, mem: bytes = b"") -> tuple[object, ...]:
+    data = bytearray(mem)
+    try:
+        vm = VM(program, tier=tier, helpers=conformance_helpers(), budget=budget)
+        result = vm.execute(data)
+    except ExecutionError as error:
+        return (type(error).__name__, error.pc, bytes(data))
+    except BpfError as error:
+        return (type(error).__name__, getattr(error, "pc", None))
+    return ("ok", result.r0, result.instructions, bytes(data))
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_shapes_match_at_every_budget(name: str) -> None:
+    program = assemble(SHAPES[name])
+    for mem in (b"", bytes(8)):
+        full = outcome(program, "interp", 10_000, mem)
+        total = full[2] if full[0] == "ok" else 60
+        assert isinstance(total, int)
+        for budget in range(1, total + 3):
+            expected = outcome(program, "interp", budget, mem)
+            assert outcome(program, "pycode", budget, mem) == expected, (budget, mem)
+
+
+def test_deep_loop_nests_are_flattened_and_still_exact() -> None:
+    depth = 16
+    lines = ["mov r0, 0"]
+    for level in range(depth):
+        lines += [f"mov r{level % 4 + 1}, 0", f"l{level}:"]
+    lines.append("add r0, 1")
+    for level in reversed(range(depth)):
+        lines += [f"add r{level % 4 + 1}, 1", f"jlt r{level % 4 + 1}, 2, l{level}"]
+    lines.append("exit")
+    program = assemble("\n".join(lines))
+    for budget in (1, 50, 333, 10_000):
+        assert outcome(program, "pycode", budget) == outcome(program, "interp", budget)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    program=programs(),
+    mem=st.binary(min_size=0, max_size=48),
+    budget=st.integers(1, 400),
+)
+def test_exact_count_and_budget_trap(program: Program, mem: bytes, budget: int) -> None:
+    expected = outcome(program, "interp", budget, mem)
+    listing = disassemble(program)
+    assert outcome(program, "pycode", budget, mem) == expected, f"{listing}\nmem={mem.hex()}"
+
+
+def test_masks_are_left_out_where_ranges_allow() -> None:
+    # r3 < r4 <= 255 inside the loop (r4 is a byte), so r3 + 1 cannot wrap; the sum in
+    # r0 keeps growing as far as the analysis knows, so its addition may
+    program = assemble(SHAPES["bounded-counter"])
+    listing = VM(program, tier="pycode").listing()
+    assert "r3 = r3 + 0x1\n" in listing
+    assert "if r3 > " not in listing
+    assert "if r0 > 0xffffffffffffffff: r0 -= 0x10000000000000000" in listing
+    assert outcome(program, "pycode", 10_000, bytes([200])) == outcome(
+        program, "interp", 10_000, bytes([200])
+    )
+
+
+def test_a_wrapped_address_faults_with_the_wrapped_value() -> None:
+    program = assemble("lddw r2, 0xfffffffffffffff8\nldxb r0, [r2+16]\nexit")
+    for tier in ("interp", "pycode"):
+        with pytest.raises(MemoryAccessError) as info:
+            VM(program, tier=tier).run()
+        assert (info.value.pc, info.value.address, info.value.size) == (2, 8, 1)
+
+
+@pytest.mark.parametrize("tier", ["interp", "pycode"])
+def test_a_call_written_in_place_still_meets_the_depth_limit(tier: str) -> None:
+    program = assemble(SHAPES["inlined-leaf"])
+    assert "t6 = r6" in VM(program, tier="pycode").listing()
+    with pytest.raises(CallDepthExceededError) as info:
+        VM(program, tier=tier, max_call_depth=1).run()
+    assert info.value.pc == 3
