@@ -7,29 +7,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from pybpf.isa.instruction import SLOT_SIZE, Instruction, encode, iter_decode
-from pybpf.isa.table import Form, Op
+from pybpf.isa.table import CONDITIONAL_JUMP_OPS, Form, Op
 
-BLOCK_ENDING_OPS = frozenset(
-    {
-        Op.JA,
-        Op.EXIT,
-        Op.CALL,
-        Op.CALLX,
-        Op.CALL_LOCAL,
-        Op.LD_ABS,
-        Op.LD_IND,
-        Op.JEQ,
-        Op.JNE,
-        Op.JGT,
-        Op.JGE,
-        Op.JLT,
-        Op.JLE,
-        Op.JSET,
-        Op.JSGT,
-        Op.JSGE,
-        Op.JSLT,
-        Op.JSLE,
-    }
+BLOCK_ENDING_OPS = (
+    frozenset({Op.JA, Op.EXIT, Op.CALL, Op.CALLX, Op.CALL_LOCAL, Op.LD_ABS, Op.LD_IND})
+    | CONDITIONAL_JUMP_OPS
 )
 """Operations that end a basic block: jumps, exits, and anything that may end the run
 (calls, legacy packet loads), so a block, once entered, either runs to its end or

@@ -134,6 +134,23 @@ class Form(Enum):
     CALLX = "dst"
 
 
+CONDITIONAL_JUMP_OPS = frozenset(
+    {
+        Op.JEQ,
+        Op.JNE,
+        Op.JGT,
+        Op.JGE,
+        Op.JLT,
+        Op.JLE,
+        Op.JSET,
+        Op.JSGT,
+        Op.JSGE,
+        Op.JSLT,
+        Op.JSLE,
+    }
+)
+"""The conditional jumps: they read registers, write none, and may branch."""
+
 FORM_FIELDS: dict[Form, frozenset[str]] = {
     Form.NONE: frozenset(),
     Form.ALU_REG: frozenset({"dst", "src"}),

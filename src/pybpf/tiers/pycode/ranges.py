@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 
-from pybpf.isa.instruction import Instruction
+from pybpf.isa.instruction import Instruction, written_registers
 from pybpf.isa.semantics import MASK32, MASK64, WIDTH_MASK, immediate_operand
 from pybpf.isa.table import Form, Op
 
@@ -296,20 +296,8 @@ ALL_REGISTERS = frozenset(range(11))
 
 def written(insn: Instruction) -> frozenset[int]:
     """The registers an instruction may change."""
-    spec = insn.spec
-    op = spec.op
-    if op is Op.CALL_LOCAL:
-        return frozenset(range(6))
-    if op in (Op.CALL, Op.CALLX, Op.LD_ABS, Op.LD_IND, Op.ATOMIC_CMPXCHG):
-        return frozenset({0})
-    if spec.fetch:
-        return frozenset({insn.src})
-    if op in RAW_RESULT or op in _SIZED_RESULT or op in _DST_RESULT:
-        return frozenset({insn.dst})
-    return frozenset()
+    return frozenset(written_registers(insn))
 
-
-_DST_RESULT = frozenset({Op.LE, Op.MOVSX, Op.LOADSX, Op.LDDW, Op.LOAD})
 
 ARITHMETIC_OPS = frozenset({*RAW_RESULT, *_SIZED_RESULT, Op.LE, Op.MOVSX, Op.LDDW})
 """Operations on registers alone: they cannot fault."""
@@ -363,21 +351,3 @@ def fixpoint(
                 queued.add(successor)
                 heapq.heappush(work, successor)
     return states
-
-
-CONDITIONAL_OPS = frozenset(
-    {
-        Op.JEQ,
-        Op.JNE,
-        Op.JGT,
-        Op.JGE,
-        Op.JLT,
-        Op.JLE,
-        Op.JSET,
-        Op.JSGT,
-        Op.JSGE,
-        Op.JSLT,
-        Op.JSLE,
-    }
-)
-"""Conditional jumps: they change no register, and narrow ranges on their edges."""

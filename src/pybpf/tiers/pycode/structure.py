@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pybpf.isa.table import Op
+from pybpf.isa.table import CONDITIONAL_JUMP_OPS, Op
 from pybpf.program import Block, Program
 from pybpf.tiers.pycode import ranges
 
@@ -243,7 +243,7 @@ def _skips(function: Function) -> dict[int, int]:
         if (
             target is None
             or target <= source + 1
-            or body[-1][1].spec.op not in ranges.CONDITIONAL_OPS
+            or body[-1][1].spec.op not in CONDITIONAL_JUMP_OPS
             or function.route(source, target)[1]
         ):
             continue
@@ -309,7 +309,7 @@ def _through(function: Function, index: int, state: ranges.State) -> ranges.Stat
     """Register ranges after block ``index`` (its final jump not yet taken)."""
     _start, body = function.blocks[index]
     for _pc, insn in body:
-        if insn.spec.op not in ranges.CONDITIONAL_OPS:
+        if insn.spec.op not in CONDITIONAL_JUMP_OPS:
             ranges.step(insn, state)
     return state
 
@@ -322,7 +322,7 @@ def _successors(
     target = function.targets[index]
     following = index + 1
     result: list[tuple[int, ranges.State]] = []
-    if final.spec.op in ranges.CONDITIONAL_OPS and target is not None:
+    if final.spec.op in CONDITIONAL_JUMP_OPS and target is not None:
         for successor, taken in ((target, True), (following, False)):
             narrowed = ranges.narrow(final, state, taken)
             if narrowed is not None and successor < len(function.blocks):
