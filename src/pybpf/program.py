@@ -17,6 +17,8 @@ BLOCK_ENDING_OPS = (
 (calls, legacy packet loads), so a block, once entered, either runs to its end or
 faults."""
 
+_CALL_LOCAL = Op.CALL_LOCAL  # (per-instruction tests: an enum attribute is a slow look-up)
+
 Block = tuple[int, tuple[tuple[int, Instruction], ...]]
 """A basic block: its first slot index and its ``(pc, instruction)`` pairs."""
 
@@ -105,7 +107,7 @@ class Program:
         return frozenset(
             target
             for insn, target in zip(self.instructions, self.targets, strict=True)
-            if target is not None and insn.spec.op is not Op.CALL_LOCAL
+            if target is not None and insn.spec.op is not _CALL_LOCAL
         )
 
     @cached_property
@@ -114,7 +116,7 @@ class Program:
         return frozenset(
             target
             for insn, target in zip(self.instructions, self.targets, strict=True)
-            if target is not None and insn.spec.op is Op.CALL_LOCAL
+            if target is not None and insn.spec.op is _CALL_LOCAL
         )
 
     @cached_property
@@ -136,24 +138,33 @@ class Program:
         that ends a block; function entries are leaders, so no block spans two.
         """
         pcs, instructions = self.pcs, self.instructions
-        index_of = {pc: index for index, pc in enumerate(pcs)}
+        count = len(instructions)
         targets = self.function_entries | self.jump_targets
-        leaders = {index_of[pc] for pc in targets if pc in index_of}  # (unchecked programs)
+        if self.slot_count == count:  # no wide instruction: slot index = position
+            leaders = {pc for pc in targets if pc < count}
+        else:
+            index_of = {pc: index for index, pc in enumerate(pcs)}
+            leaders = {index_of[pc] for pc in targets if pc in index_of}  # (unchecked programs)
         ending = BLOCK_ENDING_OPS
-        leaders.update(
-            index + 1 for index, insn in enumerate(instructions) if insn.spec.op in ending
-        )
-        leaders.discard(len(instructions))
+        for index, insn in enumerate(instructions, 1):
+            if insn.spec.op in ending:
+                leaders.add(index)
+        leaders.discard(count)
         starts = sorted(leaders)
         pairs = list(zip(pcs, instructions, strict=True))
         result: dict[tuple[int, int], list[Block]] = {function: [] for function in self.functions}
         functions = iter(self.functions)
         function = next(functions)
-        for start, stop in zip(starts, [*starts[1:], len(pairs)], strict=True):
+        blocks = result[function]
+        starts.append(count)
+        for position in range(len(starts) - 1):
+            start = starts[position]
             pc = pcs[start]
-            while pc >= function[1]:
-                function = next(functions)
-            result[function].append((pc, tuple(pairs[start:stop])))
+            if pc >= function[1]:
+                while pc >= function[1]:
+                    function = next(functions)
+                blocks = result[function]
+            blocks.append((pc, tuple(pairs[start : starts[position + 1]])))
         return result
 
     def basic_blocks(self, entry: int, end: int) -> list[Block]:

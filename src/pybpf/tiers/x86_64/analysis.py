@@ -7,9 +7,10 @@ They read the decoded program only; the compiler turns their answers into code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from pybpf.isa.instruction import Instruction, written_registers
-from pybpf.isa.table import FORM_FIELDS, Form, Op
+from pybpf.isa.table import INSTRUCTIONS, Form, InsnSpec, Op
 from pybpf.program import Block, Program
 from pybpf.runtime.machine import in_current_frame
 
@@ -26,6 +27,7 @@ ATOMIC_OPS = frozenset(
 """Every atomic read-modify-write: each is a checked store."""
 NO_FALL_THROUGH = frozenset({Op.JA, Op.EXIT})
 """Operations after which control never reaches the next instruction."""
+_CALL_LOCAL = Op.CALL_LOCAL  # (tested per block: an enum attribute is a slow look-up)
 
 
 @dataclass(frozen=True)
@@ -42,31 +44,31 @@ def meter_plan(program: Program, blocks: list[Block]) -> MeterPlan:
     """Checkpoints at the function's entry, at every target of a backward jump (each
     loop iteration passes one) and after every local call (the callee spent budget of
     its own).  Between checkpoints control only moves forward, so the longest path
-    from each block is a sum over a DAG, found in one backward pass.
+    from each block is a sum over a DAG, found in one backward pass: whether a forward
+    successor is a checkpoint is settled by the blocks after it, already seen.
     """
     checkpoints = {blocks[0][0]}
-    successors: list[list[int]] = []
-    for index, (start, block) in enumerate(blocks):
+    longest: dict[int, int] = {}
+    after = None
+    for index in range(len(blocks) - 1, -1, -1):
+        start, block = blocks[index]
         last_pc, last = block[-1]
-        op = last.spec.op
-        after = blocks[index + 1][0] if index + 1 < len(blocks) else None
-        following = []
-        if after is not None and op not in NO_FALL_THROUGH:
-            following.append(after)
-            if op is Op.CALL_LOCAL:
+        spec = last.spec
+        ahead = 0
+        if after is not None and spec.op not in NO_FALL_THROUGH:
+            if spec.op is _CALL_LOCAL:
                 checkpoints.add(after)
-        if last.spec.is_jump:
+            else:
+                ahead = 0 if after in checkpoints else longest[after]
+        if spec.is_jump:
             target = program.target_of(last_pc, last)
             assert target is not None
-            following.append(target)
             if target <= start:
                 checkpoints.add(target)
-        successors.append(following)
-    longest: dict[int, int] = {}
-    for index in reversed(range(len(blocks))):
-        start, block = blocks[index]
-        ahead = [longest[t] for t in successors[index] if t > start and t not in checkpoints]
-        longest[start] = len(block) + max(ahead, default=0)
+            elif target not in checkpoints:
+                ahead = max(ahead, longest[target])
+        longest[start] = len(block) + ahead
+        after = start
     return MeterPlan({start: longest[start] for start in checkpoints}, longest)
 
 
@@ -87,7 +89,7 @@ def callee_effects(program: Program, frame_size: int) -> dict[int, CalleeEffects
     if not called:
         return {}
     call_targets = [
-        target if insn.spec.op is Op.CALL_LOCAL else None
+        target if insn.spec.op is _CALL_LOCAL else None
         for insn, target in zip(program.instructions, program.targets, strict=True)
     ]
     effects: dict[int, set[int]] = {}
@@ -154,28 +156,56 @@ def stack_footprint(program: Program, frame_size: int) -> tuple[int, int] | None
     """
     if program.local_call_targets:
         return None  # (a call to pc 0 recurses without adding a function)
-    touched: tuple[int, int] | None = None
+    low, high = 0, 0
+    kinds = _FOOTPRINT_KINDS
     for insn in program.instructions:
-        form = insn.spec.form
-        if insn.dst != 10 and insn.src != 10:
-            if form in _STORE_FORMS or insn.spec.op in _WRITES_MEMORY:
-                return (-frame_size, 0)
-            continue  # unused register fields are 0, so r10 is not involved
-        if (form is Form.LOAD and insn.src == 10) or (form in _STORE_FORMS and insn.dst == 10):
-            if not in_current_frame(10, insn.off, insn.spec.size, frame_size):
-                return None  # it traps at run time; zeroing cannot be limited safely
-            low, high = insn.off, insn.off + insn.spec.size
-            if touched is not None:
-                low, high = min(low, touched[0]), max(high, touched[1])
-            touched = (low, high)
+        kind = kinds[insn.spec]
+        if kind is _REGISTERS:
+            if insn.dst == 10 or insn.src == 10:
+                return (-frame_size, 0)  # (unused register fields are 0)
             continue
-        if any(getattr(insn, name) == 10 for name in _REGISTER_FIELDS[form]):
+        if kind is _WRITES:
             return (-frame_size, 0)
-    return touched or (0, 0)
+        base = insn.src if kind is _LOAD else insn.dst
+        if base != 10:
+            if kind is _LOAD:
+                if insn.dst == 10:
+                    return (-frame_size, 0)
+                continue
+            return (-frame_size, 0)  # a store through a computed address
+        if kind is not _LOAD and insn.src == 10:
+            return (-frame_size, 0)  # r10 stored: the stack pointer escapes
+        size = insn.spec.size
+        if not -frame_size <= insn.off <= -size:
+            return None  # it traps at run time; zeroing cannot be limited safely
+        if low == high:
+            low, high = insn.off, insn.off + size
+        else:
+            low, high = min(low, insn.off), max(high, insn.off + size)
+    return (low, high)
 
 
-_STORE_FORMS = (Form.STORE_IMM, Form.STORE_REG)
+class _Footprint(Enum):
+    """How an instruction bears on :func:`stack_footprint`."""
+
+    REGISTERS = "reads or writes registers only: it matters if one is r10"
+    WRITES = "may write memory at a computed address (stores other than below, atomics, calls)"
+    LOAD = "a load: its base matters"
+    STORE = "a plain store: its base matters, and its value if that is a register"
+
+
+_REGISTERS, _WRITES, _LOAD, _STORE = _Footprint  # (plain names: enum attributes are slow)
+
+
+def _footprint_kind(spec: InsnSpec) -> _Footprint:
+    if spec.op in _WRITES_MEMORY:
+        return _WRITES
+    if spec.form is Form.LOAD:
+        return _LOAD
+    if spec.form in (Form.STORE_IMM, Form.STORE_REG):
+        return _STORE
+    return _REGISTERS
+
+
 _WRITES_MEMORY = frozenset({Op.CALL, Op.CALLX, *ATOMIC_OPS})
-_REGISTER_FIELDS: dict[Form, tuple[str, ...]] = {
-    form: tuple(name for name in ("dst", "src") if name in FORM_FIELDS[form]) for form in Form
-}
+_FOOTPRINT_KINDS = {spec: _footprint_kind(spec) for spec in INSTRUCTIONS}

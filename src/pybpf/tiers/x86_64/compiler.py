@@ -63,6 +63,12 @@ CALLEE_SAVED = (RBX, RBP, R12, R13, R14, R15)
 
 _ADD, _SUB, _AND, _OR, _XOR, _CMP = AluOp.ADD, AluOp.SUB, AluOp.AND, AluOp.OR, AluOp.XOR, AluOp.CMP
 
+# Plain names for the enum members the per-instruction code tests: on Python 3.11 an
+# enum attribute goes through the metaclass's Python-level hook on every access.
+_ALU_IMM, _COND_IMM, _STORE_IMM = Form.ALU_IMM, Form.COND_IMM, Form.STORE_IMM
+_JSET, _LOADSX = Op.JSET, Op.LOADSX
+_BELOW, _ABOVE = Cond.B, Cond.A
+
 _ALU_OPS: dict[Op, AluOp] = {Op.ADD: _ADD, Op.SUB: _SUB, Op.AND: _AND, Op.OR: _OR, Op.XOR: _XOR}
 _SHIFTS: dict[Op, ShiftOp] = {Op.LSH: ShiftOp.SHL, Op.RSH: ShiftOp.SHR, Op.ARSH: ShiftOp.SAR}
 _JUMP_CONDITIONS: dict[Op, Cond] = {
@@ -134,6 +140,8 @@ class _Compiler:
     checks: dict[tuple[int, bool], Label] = field(default_factory=dict)
     handovers: list[tuple[Label, int, int]] = field(default_factory=list)
     """The exit of each meter checkpoint that finds the budget short: label, pc, charge."""
+    refunds: list[tuple[Label, int, int]] = field(default_factory=list)
+    """The stub of each taken branch that gives budget back: label, amount, target pc."""
     plan: MeterPlan = field(default_factory=lambda: MeterPlan({}, {}))
     """The meter checkpoints of the function being compiled."""
     block_start: int = 0
@@ -209,9 +217,9 @@ class _Compiler:
         slow, back = asm.label(), asm.label()
         lowest = layout.LO_WRITE if write else layout.LO_READ
         asm.alu_rm(_CMP, RAX, CTX, layout.table_field(lowest, slot))
-        asm.jcc(Cond.B, slow)
+        asm.jcc(_BELOW, slow)
         asm.alu_rm(_CMP, RAX, CTX, layout.table_field(layout.LAST[size], slot))
-        asm.jcc(Cond.A, slow)
+        asm.jcc(_ABOVE, slow)
         asm.alu_rm(_ADD, RAX, CTX, layout.table_field(layout.DELTA, slot))
         asm.bind(back)
 
@@ -292,13 +300,7 @@ class _Compiler:
         if not amount:
             return self.block_labels[target]
         label = self.asm.label()
-
-        def emit() -> None:
-            self.asm.bind(label)
-            self.asm.alu_ri(_ADD, METER, amount)
-            self.asm.jmp(self.block_labels[target])
-
-        self.cold.append(emit)
+        self.refunds.append((label, amount, target))
         return label
 
     # -- program --------------------------------------------------------------------
@@ -317,40 +319,16 @@ class _Compiler:
         batch_offset = asm.pos
         self.prologue()
         self.batch()
-        jump_targets = self.program.jump_targets
         for entry, end in self.program.functions:
-            asm.bind(self.function_labels[entry])
-            blocks = self.program.basic_blocks(entry, end)
-            for start, _block in blocks:
-                self.block_labels[start] = asm.label()
-            self.regions = list(_ENTRY_PREDICTION if entry == 0 else _NO_PREDICTION)
-            self.incoming.clear()
-            falls_through = True
-            self.plan = meter_plan(self.program, blocks)
-            offsets, buf, rows = self.offsets, asm.buf, _ROWS
-            for index, (start, block) in enumerate(blocks):
-                self.enter_block(start, start in jump_targets or start == entry, falls_through)
-                asm.bind(self.block_labels[start])
-                offsets[start] = len(buf)  # the block's meter charge shows with its first
-                self.block_start, self.block_length = start, len(block)
-                self.meter(start)
-                for pc, insn in block:
-                    if pc != start:
-                        offsets[pc] = len(buf)
-                    row = rows[insn.spec]
-                    row.lower(self, pc, insn)
-                    if not row.keeps_scratch or insn.dst == 10 or insn.src == 10:
-                        self.quotient = None
-                    if row.dst_region is not None or row.other_writes is not None:
-                        self.after(insn, row)
-                falls_through = block[-1][1].spec.op not in NO_FALL_THROUGH
-                if falls_through and index + 1 < len(blocks):
-                    self.give_back(blocks[index + 1][0])
-                # blocks are laid out in program order: falling through needs no other code
+            self.function(entry, end)
         stubs_offset = asm.pos
-        cold_count = len(self.cold) + len(self.handovers)
+        cold_count = len(self.cold) + len(self.handovers) + len(self.refunds)
         for emit in self.cold:
             emit()
+        for label, amount, target in self.refunds:
+            asm.bind(label)
+            asm.alu_ri(_ADD, METER, amount)
+            asm.jmp(self.block_labels[target])
         for label, pc, limit in self.handovers:
             asm.bind(label)
             asm.mov_ri(RAX, pc, 32)
@@ -379,6 +357,57 @@ class _Compiler:
             stubs_offset,
         )
 
+    def function(self, entry: int, end: int) -> None:
+        """The code of one function, its blocks laid out in program order (falling
+        through needs no code).  The loop follows each instruction's writes in the
+        region predictions and value numbers inline: it runs once per instruction."""
+        asm, program = self.asm, self.program
+        jump_targets = program.jump_targets
+        asm.bind(self.function_labels[entry])
+        blocks = program.basic_blocks(entry, end)
+        labels = self.block_labels
+        for start, _block in blocks:
+            if start in jump_targets:
+                labels[start] = asm.label()
+        self.regions = list(_ENTRY_PREDICTION if entry == 0 else _NO_PREDICTION)
+        self.incoming.clear()
+        falls_through = True
+        self.plan = meter_plan(program, blocks)
+        checkpoints = self.plan.checkpoints
+        offsets, buf, rows = self.offsets, asm.buf, _ROWS
+        last_block = len(blocks) - 1
+        for index, (start, block) in enumerate(blocks):
+            is_target = start in jump_targets
+            self.enter_block(start, is_target or start == entry, falls_through)
+            if is_target:
+                asm.bind(labels[start])
+            offsets[start] = len(buf)  # the block's meter charge shows with its first
+            self.block_start, self.block_length = start, len(block)
+            if start in checkpoints:
+                self.meter(start)
+            regions, values = self.regions, self.values
+            for pc, insn in block:
+                if pc != start:
+                    offsets[pc] = len(buf)
+                row = rows[insn.spec]
+                row.lower(self, pc, insn)
+                if not row.keeps_scratch or insn.dst == 10 or insn.src == 10:
+                    self.quotient = None
+                rule = row.dst_region
+                if rule is not None:
+                    dst = insn.dst
+                    regions[dst] = None if rule is _no_region else rule(regions, insn)
+                    if row.copies_value:
+                        values[dst] = values[insn.src]
+                    else:
+                        values[dst] = self.fresh_value
+                        self.fresh_value += 1
+                elif row.other_writes is not None:
+                    self.forget(_OTHER_WRITES[row.other_writes](insn))
+            falls_through = block[-1][1].spec.op not in NO_FALL_THROUGH
+            if falls_through and index < last_block:
+                self.give_back(blocks[index + 1][0])
+
     def enter_block(self, start: int, is_target: bool, falls_through: bool) -> None:
         """Set the predictions and value numbers that hold at the start of a block."""
         incoming = self.incoming.pop(start, None)
@@ -391,23 +420,13 @@ class _Compiler:
             self.fresh_value += 11
             self.quotient = None
 
-    def after(self, insn: Instruction, row: _Row) -> None:
-        """Follow ``insn``'s writes in the region predictions and value numbers."""
+    def forget(self, written: tuple[int, ...]) -> None:
+        """Registers an instruction writes besides ``dst`` hold new, unpredicted values."""
         regions, values = self.regions, self.values
-        rule = row.dst_region
-        if rule is not None:
-            dst = insn.dst
-            regions[dst] = rule(regions, insn)
-            if row.copies_value:
-                values[dst] = values[insn.src]
-            else:
-                values[dst] = self.fresh_value
-                self.fresh_value += 1
-        elif row.other_writes is not None:
-            for reg in _OTHER_WRITES[row.other_writes](insn):
-                regions[reg] = None
-                values[reg] = self.fresh_value
-                self.fresh_value += 1
+        for reg in written:
+            regions[reg] = None
+            values[reg] = self.fresh_value
+            self.fresh_value += 1
 
     def prologue(self) -> None:
         """Save the C callee-saved registers and remember rsp for every exit path."""
@@ -528,7 +547,7 @@ class _Compiler:
         spec = insn.spec
         width = spec.width
         dst = REGISTER_MAP[insn.dst]
-        if spec.form is Form.ALU_IMM:
+        if spec.form is _ALU_IMM:
             self.asm.mov_ri(dst, insn.imm & WIDTH_MASK[width] if width == 32 else insn.imm, width)
         else:
             self.asm.mov_rr(dst, self.value_of(insn.src, RCX), width)
@@ -537,7 +556,7 @@ class _Compiler:
         """ADD, SUB, AND, OR, XOR: one x86 instruction each."""
         spec = insn.spec
         operation = _ALU_OPS[spec.op]
-        if spec.form is Form.ALU_IMM:
+        if spec.form is _ALU_IMM:
             self.asm.alu_ri(operation, REGISTER_MAP[insn.dst], insn.imm, spec.width)
         else:
             source = self.value_of(insn.src, RCX)
@@ -546,7 +565,7 @@ class _Compiler:
     def multiply(self, pc: int, insn: Instruction) -> None:
         spec = insn.spec
         dst = REGISTER_MAP[insn.dst]
-        if spec.form is Form.ALU_IMM:
+        if spec.form is _ALU_IMM:
             self.asm.imul_rri(dst, dst, insn.imm, spec.width)
         else:
             self.asm.imul_rr(dst, self.value_of(insn.src, RCX), spec.width)
@@ -558,7 +577,7 @@ class _Compiler:
         width = spec.width
         dst = REGISTER_MAP[insn.dst]
         shift = _SHIFTS[spec.op]
-        if spec.form is Form.ALU_IMM:
+        if spec.form is _ALU_IMM:
             amount = insn.imm & (width - 1)
             if amount:
                 asm.shift_ri(shift, dst, amount, width)
@@ -585,7 +604,7 @@ class _Compiler:
         dst = REGISTER_MAP[insn.dst]
         signed = spec.op in (Op.SDIV, Op.SMOD)
         modulo = spec.op in (Op.MOD, Op.SMOD)
-        immediate = spec.form is Form.ALU_IMM
+        immediate = spec.form is _ALU_IMM
         divisor = insn.imm & WIDTH_MASK[width] if immediate else None
         if divisor == 0:
             self.quotient = None
@@ -676,7 +695,7 @@ class _Compiler:
 
     def load(self, pc: int, insn: Instruction) -> None:
         size = insn.spec.size
-        signed = insn.spec.op is Op.LOADSX
+        signed = insn.spec.op is _LOADSX
         dst = REGISTER_MAP[insn.dst]
         if self.in_frame(insn.src, insn.off, size):
             self.asm.load(dst, FP, insn.off, size * 8, signed)
@@ -692,7 +711,7 @@ class _Compiler:
         else:
             self.translate(insn.dst, insn.off, size, True, pc)
             base, disp = RAX, 0
-        if insn.spec.form is Form.STORE_IMM:
+        if insn.spec.form is _STORE_IMM:
             imm = insn.imm if size == 8 else insn.imm & WIDTH_MASK[size * 8]
             asm.store_i(base, disp, imm, size * 8)
         else:  # the value after the check, which may clobber rcx
@@ -789,12 +808,12 @@ class _Compiler:
         spec = insn.spec
         width = spec.width
         dst = self.value_of(insn.dst, RAX)
-        if spec.op is Op.JSET:
-            if spec.form is Form.COND_IMM:
+        if spec.op is _JSET:
+            if spec.form is _COND_IMM:
                 asm.test_ri(dst, insn.imm, width)
             else:
                 asm.test_rr(dst, self.value_of(insn.src, RCX), width)
-        elif spec.form is Form.COND_IMM:
+        elif spec.form is _COND_IMM:
             asm.alu_ri(_CMP, dst, insn.imm, width)
         else:
             asm.alu_rr(_CMP, dst, self.value_of(insn.src, RCX), width)
@@ -1009,6 +1028,8 @@ _STACK_LOWEST = tuple(
 
 def _join(first: Regions, second: Regions) -> Regions:
     """The prediction that holds on both ways in: where they disagree, none."""
+    if first == second:
+        return first
     return [a if a == b else None for a, b in zip(first, second, strict=True)]
 
 
