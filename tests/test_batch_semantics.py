@@ -109,7 +109,7 @@ def test_stack_is_fresh_for_every_record(tier: str) -> None:
 
 
 def test_stack_footprint_never_reaches_outside_the_frame() -> None:
-    from pybpf.tiers.x86_64.compiler import stack_footprint
+    from pybpf.tiers.x86_64.analysis import stack_footprint
 
     inside = assemble("stxdw [r10-16], r1\nldxw r0, [r10-4]\nexit")
     assert stack_footprint(inside, 512) == (-16, 0)

@@ -43,7 +43,6 @@ from pybpf.tiers.x86_64.analysis import (
     MeterPlan,
     callee_effects,
     meter_plan,
-    stack_footprint,
 )
 from pybpf.tiers.x86_64.encoder import AluOp, Assembler, Cond, Label, ShiftOp, UnaryOp
 from pybpf.tiers.x86_64.layout import Status
@@ -102,7 +101,8 @@ class NativeCode:
     entry: int
     """Offset of ``status run(context)``: one run from the registers in the context."""
     batch_entry: int
-    """Offset of ``status run_batch(context)``: the record loop (see :meth:`_Compiler.batch`)."""
+    """Offset of ``status run_batch(context)``: the record loop (see :meth:`_Compiler.batch`),
+    placed after the functions so its size does not move their code."""
     memory_sites: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
     """Return offset of each call of an address check -> (pc, size, write) of its access.
 
@@ -113,7 +113,7 @@ class NativeCode:
     others the callee never writes, so their values now are the caller's."""
     stubs: int = 0
     stubs_offset: int = 0
-    """Where the out-of-line code begins (after the last instruction's code)."""
+    """Where the out-of-line code begins (after the record loop)."""
 
 
 ColdPath = Callable[[], None]
@@ -316,11 +316,11 @@ class _Compiler:
         self.load_registers()
         asm.call(self.function_labels[0])
         asm.jmp(self.exit_ok)
+        for entry, end in self.program.functions:
+            self.function(entry, end)
         batch_offset = asm.pos
         self.prologue()
         self.batch()
-        for entry, end in self.program.functions:
-            self.function(entry, end)
         stubs_offset = asm.pos
         cold_count = len(self.cold) + len(self.handovers) + len(self.refunds)
         for emit in self.cold:
@@ -491,31 +491,22 @@ class _Compiler:
         asm.jmp(self.exit_ok)
 
     def zero_stack(self) -> None:
-        """Give the record a zeroed stack, as a separate run would have.
-
-        Only the bytes the program can reach need it (see :func:`stack_footprint`):
-        a few words are stored one by one, more in a loop.
-        """
+        """Give the record a zeroed stack, as a separate run would have: the words the
+        context names (``ZERO_START``, ``ZERO_WORDS``), which Python sets from
+        :func:`~pybpf.tiers.x86_64.analysis.stack_footprint` when a batch first runs."""
         asm = self.asm
-        footprint = stack_footprint(self.program, self.config.stack_size)
-        if footprint is None:
-            asm.load(RAX, CTX, layout.STACK_HOST)
-            words = self.config.stack_size * self.config.max_call_depth // 8
-        else:
-            low, high = footprint
-            if high - low <= _UNROLLED_ZEROING:
-                for offset in range(low & ~7, high, 8):
-                    asm.store_i(FP, offset, 0)
-                return
-            asm.lea(RAX, FP, low & ~7)
-            words = (high - (low & ~7) + 7) // 8
-        loop = asm.label()
-        asm.mov_ri(RCX, words)
+        loop, done = asm.label(), asm.label()
+        asm.mov_rr(RAX, FP)
+        asm.alu_rm(_ADD, RAX, CTX, layout.ZERO_START)
+        asm.load(RCX, CTX, layout.ZERO_WORDS)
+        asm.test_rr(RCX, RCX)
+        asm.jcc(Cond.E, done, short=True)
         asm.bind(loop)
         asm.store_i(RAX, 0, 0)
         asm.alu_ri(_ADD, RAX, 8)
         asm.alu_ri(_SUB, RCX, 1)
         asm.jcc(Cond.NE, loop)
+        asm.bind(done)
 
     def load_registers(self) -> None:
         """Take the eBPF registers and the meter from the context (r10 as a host pointer)."""
@@ -1031,10 +1022,6 @@ def _join(first: Regions, second: Regions) -> Regions:
     if first == second:
         return first
     return [a if a == b else None for a, b in zip(first, second, strict=True)]
-
-
-_UNROLLED_ZEROING = 512
-"""Up to this many stack bytes are zeroed by one store per word, no loop."""
 
 
 def compile_program(program: Program, config: MachineConfig) -> NativeCode:

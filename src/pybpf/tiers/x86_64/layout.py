@@ -73,7 +73,12 @@ FP_LIMIT = BATCH_STRIDE + 8
 below it would exceed the call depth."""
 SHADOW_DELTA = FP_LIMIT + 8
 """Host r10 plus this is where a call made from that frame keeps its shadow frame."""
-FRAMES = SHADOW_DELTA + 8
+ZERO_START = SHADOW_DELTA + 8
+"""Where the stack bytes a batch record can touch begin, as an offset from the main
+frame's host r10 (negative); each record starts by zeroing them."""
+ZERO_WORDS = ZERO_START + 8
+"""How many 8-byte words from ``ZERO_START`` each record zeroes."""
+FRAMES = ZERO_WORDS + 8
 """The shadow frames: one every frame size bytes, the main program's call at the top,
 each the return pc then the caller's r6-r9 (those the callee may change)."""
 

@@ -39,7 +39,7 @@ def native_listing(program: Program, native: NativeCode, base: int) -> str:
     starts = sorted(native.offsets.items(), key=lambda item: item[1])
     lines = [f"; {len(native.code)} bytes of x86-64 at {base:#x}; entry +{native.entry:#x}"]
     if starts:
-        lines.append("; prologue and record loop")
+        lines.append("; prologue")
         lines.extend("    " + line for line in decode(native.code[: starts[0][1]], base))
     ends = [offset for _pc, offset in starts[1:]]
     stubs_start = len(native.code)
@@ -51,11 +51,17 @@ def native_listing(program: Program, native: NativeCode, base: int) -> str:
         stop = end if end is not None else _end_of_last(native, offset)
         stubs_start = stop if end is None else stubs_start
         lines.extend("    " + line for line in decode(native.code[offset:stop], base + offset))
+    if native.batch_entry >= stubs_start:
+        lines.append("; record loop (run_batch)")
+        loop = native.code[native.batch_entry : native.stubs_offset]
+        lines.extend("    " + line for line in decode(loop, base + native.batch_entry))
+        stubs_start = native.stubs_offset
     lines.append(f"; {native.stubs} trap stubs and the exit path")
     lines.extend("    " + line for line in decode(native.code[stubs_start:], base + stubs_start))
     return "\n".join(lines)
 
 
 def _end_of_last(native: NativeCode, offset: int) -> int:
-    """Where the last instruction's code ends: at the first stub (a jump never follows)."""
-    return native.stubs_offset if native.stubs_offset > offset else len(native.code)
+    """Where the last instruction's code ends: at the record loop, which follows the
+    functions (a jump never falls into it)."""
+    return native.batch_entry if native.batch_entry > offset else len(native.code)

@@ -31,6 +31,7 @@ from pybpf.runtime.machine import Frame, Machine, MachineConfig
 from pybpf.runtime.memory import INPUT_BASE, STACK_BASE, MemoryRegion
 from pybpf.tiers.interp import CompiledInterpreter, check_supported
 from pybpf.tiers.x86_64 import layout
+from pybpf.tiers.x86_64.analysis import stack_footprint
 from pybpf.tiers.x86_64.compiler import NativeCode, compile_program
 from pybpf.tiers.x86_64.executable import ExecutableMemory, unavailable_reason
 from pybpf.tiers.x86_64.layout import Status
@@ -120,6 +121,21 @@ class CompiledNative:
         self._pending: BaseException | None = None
         self._lock = threading.RLock()
         self._running = False
+
+    @cached_property
+    def _stack_zeroing(self) -> tuple[int, int]:
+        """``ZERO_START`` and ``ZERO_WORDS``: the stack words a batch record can touch,
+        which each record zeroes (found when a batch first runs, not at compile time)."""
+        config = self.config
+        footprint = stack_footprint(self.program, config.stack_size)
+        if footprint is None:
+            return (
+                -config.stack_size * config.max_call_depth,
+                config.stack_size * config.max_call_depth // 8,
+            )
+        low, high = footprint
+        start = low & ~7
+        return start, (high - start + 7) // 8
 
     @cached_property
     def _reference(self) -> CompiledInterpreter:
@@ -372,6 +388,9 @@ class CompiledNative:
                 stack_host,
                 batch.stride if fixed else 0,
             )
+            zero_start, zero_words = self._stack_zeroing
+            self._words[layout.ZERO_START // 8] = zero_start & MASK64
+            self._words[layout.ZERO_WORDS // 8] = zero_words
             self._machine, self._batch = m, batch
             while True:
                 status = self._batch_entry(self._context_address)
