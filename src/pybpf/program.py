@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import compress
+from operator import attrgetter
 
 from pybpf.isa.instruction import SLOT_SIZE, Instruction, encode, iter_decode
-from pybpf.isa.table import CONDITIONAL_JUMP_OPS, Form, Op
+from pybpf.isa.table import CONDITIONAL_JUMP_OPS, INSTRUCTIONS, Form, InsnSpec, Op
 
 BLOCK_ENDING_OPS = (
     frozenset({Op.JA, Op.EXIT, Op.CALL, Op.CALLX, Op.CALL_LOCAL, Op.LD_ABS, Op.LD_IND})
@@ -17,6 +19,8 @@ BLOCK_ENDING_OPS = (
 (calls, legacy packet loads), so a block, once entered, either runs to its end or
 faults."""
 
+_ENDING_SPECS = frozenset(spec for spec in INSTRUCTIONS if spec.op in BLOCK_ENDING_OPS)
+_SPEC_OF = attrgetter("spec")
 _CALL_LOCAL = Op.CALL_LOCAL  # (per-instruction tests: an enum attribute is a slow look-up)
 
 Block = tuple[int, tuple[tuple[int, Instruction], ...]]
@@ -89,6 +93,11 @@ class Program:
         return pc + 1 + (insn.off if field_name == "off" else insn.imm)
 
     @cached_property
+    def specs(self) -> frozenset[InsnSpec]:
+        """The instruction-table rows the program uses (for per-row questions asked once)."""
+        return frozenset(map(_SPEC_OF, self.instructions))
+
+    @cached_property
     def targets(self) -> tuple[int | None, ...]:
         """:meth:`target_of` of every instruction, in order (computed once)."""
         target_field = _TARGET_FIELD
@@ -145,13 +154,11 @@ class Program:
         else:
             index_of = {pc: index for index, pc in enumerate(pcs)}
             leaders = {index_of[pc] for pc in targets if pc in index_of}  # (unchecked programs)
-        ending = BLOCK_ENDING_OPS
-        for index, insn in enumerate(instructions, 1):
-            if insn.spec.op in ending:
-                leaders.add(index)
+        ends = map(_ENDING_SPECS.__contains__, map(_SPEC_OF, instructions))
+        leaders.update(compress(range(1, count + 1), ends))  # after each block-ending one
         leaders.discard(count)
         starts = sorted(leaders)
-        pairs = list(zip(pcs, instructions, strict=True))
+        pairs = tuple(zip(pcs, instructions, strict=True))
         result: dict[tuple[int, int], list[Block]] = {function: [] for function in self.functions}
         functions = iter(self.functions)
         function = next(functions)
@@ -164,7 +171,7 @@ class Program:
                 while pc >= function[1]:
                     function = next(functions)
                 blocks = result[function]
-            blocks.append((pc, tuple(pairs[start : starts[position + 1]])))
+            blocks.append((pc, pairs[start : starts[position + 1]]))
         return result
 
     def basic_blocks(self, entry: int, end: int) -> list[Block]:

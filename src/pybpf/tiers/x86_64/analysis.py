@@ -32,12 +32,21 @@ _CALL_LOCAL = Op.CALL_LOCAL  # (tested per block: an enum attribute is a slow lo
 
 @dataclass(frozen=True)
 class MeterPlan:
-    """Where a function's meter is checked, and what each path is paid ahead."""
+    """Where a function's meter is checked, and what each path is paid ahead.
+
+    A checkpoint pays for the longest path to the next one; a block whose path is
+    shorter gives the difference back on the edge where it leaves the longest one.
+    """
 
     checkpoints: dict[int, int]
     """Block start -> the instructions paid there: the longest path to the next check."""
-    longest: dict[int, int]
-    """Block start -> the longest path from its start to the next check (inclusive)."""
+    ahead: dict[int, int]
+    """Block start -> the instructions paid for past its end: what a run ending inside
+    the block (a trap stub) gives back."""
+    fall_refund: dict[int, int]
+    """Block start -> what falling through to the next block gives back (if not 0)."""
+    jump_refund: dict[int, int]
+    """Block start -> what taking its final jump gives back (if not 0)."""
 
 
 def meter_plan(program: Program, blocks: list[Block]) -> MeterPlan:
@@ -49,27 +58,36 @@ def meter_plan(program: Program, blocks: list[Block]) -> MeterPlan:
     """
     checkpoints = {blocks[0][0]}
     longest: dict[int, int] = {}
+    ahead_of: dict[int, int] = {}
+    fall_refund: dict[int, int] = {}
+    jump_refund: dict[int, int] = {}
     after = None
     for index in range(len(blocks) - 1, -1, -1):
         start, block = blocks[index]
         last_pc, last = block[-1]
         spec = last.spec
-        ahead = 0
+        falling = jumping = None  # the paths ahead through each way out
         if after is not None and spec.op not in NO_FALL_THROUGH:
             if spec.op is _CALL_LOCAL:
                 checkpoints.add(after)
-            else:
-                ahead = 0 if after in checkpoints else longest[after]
+            falling = 0 if after in checkpoints else longest[after]
         if spec.is_jump:
             target = program.target_of(last_pc, last)
             assert target is not None
             if target <= start:
                 checkpoints.add(target)
-            elif target not in checkpoints:
-                ahead = max(ahead, longest[target])
+            jumping = 0 if target in checkpoints else longest[target]
+        ahead = max(falling or 0, jumping or 0)
+        if falling is not None and falling != ahead:
+            fall_refund[start] = ahead - falling
+        if jumping is not None and jumping != ahead:
+            jump_refund[start] = ahead - jumping
         longest[start] = len(block) + ahead
+        ahead_of[start] = ahead
         after = start
-    return MeterPlan({start: longest[start] for start in checkpoints}, longest)
+    return MeterPlan(
+        {start: longest[start] for start in checkpoints}, ahead_of, fall_refund, jump_refund
+    )
 
 
 @dataclass(frozen=True)

@@ -142,10 +142,9 @@ class _Compiler:
     """The exit of each meter checkpoint that finds the budget short: label, pc, charge."""
     refunds: list[tuple[Label, int, int]] = field(default_factory=list)
     """The stub of each taken branch that gives budget back: label, amount, target pc."""
-    plan: MeterPlan = field(default_factory=lambda: MeterPlan({}, {}))
+    plan: MeterPlan = field(default_factory=lambda: MeterPlan({}, {}, {}, {}))
     """The meter checkpoints of the function being compiled."""
     block_start: int = 0
-    block_length: int = 0
     """The shared address-check routine of each (size, write), made on first use."""
     exit_ok: Label = Label(-1)
     save_exit: Label = Label(-1)
@@ -157,6 +156,8 @@ class _Compiler:
     values: list[int] = field(default_factory=list)
     """A value number per eBPF register: equal numbers hold equal values."""
     fresh_value: int = 0
+    numbering: bool = False
+    """Whether values are numbered at all: only divisions use the numbers."""
     quotient: tuple[int, tuple[str, int], int, bool] | None = None
     saved_registers: dict[int, tuple[int, ...]] = field(default_factory=dict)
     callee_effects: dict[int, CalleeEffects] = field(default_factory=dict)
@@ -173,7 +174,7 @@ class _Compiler:
         or a packet load misses).
         """
         label = self.asm.label()
-        amount = self.refund(None)
+        amount = self.plan.ahead[self.block_start]
 
         def emit() -> None:
             asm = self.asm
@@ -268,7 +269,7 @@ class _Compiler:
         If the budget cannot cover that path, the run goes to the interpreter at
         this block (the charge undone), which finishes it exactly.  Paths shorter
         than the longest give the difference back on the edge where they leave it
-        (:meth:`refund`), so the count is exact wherever a run can end normally.
+        (:class:`MeterPlan`), so the count is exact wherever a run can end normally.
         """
         limit = self.plan.checkpoints.get(start)
         if limit is None:
@@ -279,24 +280,15 @@ class _Compiler:
         asm.jcc(Cond.B, label)
         self.handovers.append((label, start, limit))
 
-    def refund(self, successor: int | None) -> int:
-        """What the current block's paid-ahead path gives back on going to ``successor``
-        (None: the run ends in this block)."""
-        plan, start = self.plan, self.block_start
-        ahead = plan.longest[start] - self.block_length
-        if successor is not None and successor not in plan.checkpoints:
-            ahead -= plan.longest[successor]
-        return ahead
-
-    def give_back(self, successor: int | None) -> None:
-        amount = self.refund(successor)
+    def give_back(self, amount: int | None) -> None:
+        """Add to the meter what the path leaving here was paid ahead and does not use."""
         if amount:
             self.asm.alu_ri(_ADD, METER, amount)
 
     def branch_to(self, target: int) -> Label:
-        """Where a conditional jump to ``target`` goes: the block itself, or a stub that
-        first gives back what that path does not use."""
-        amount = self.refund(target)
+        """Where the current block's conditional jump to ``target`` goes: the block
+        itself, or a stub that first gives back what that path does not use."""
+        amount = self.plan.jump_refund.get(self.block_start)
         if not amount:
             return self.block_labels[target]
         label = self.asm.label()
@@ -308,6 +300,7 @@ class _Compiler:
     def compile(self) -> NativeCode:
         asm = self.asm
         self.callee_effects = callee_effects(self.program, self.config.stack_size)
+        self.numbering = not _DIVISION_SPECS.isdisjoint(self.program.specs)
         for entry, _end in self.program.functions:
             self.function_labels[entry] = asm.label()
         self.save_exit, self.exit_ok, self.budget_exit = asm.label(), asm.label(), asm.label()
@@ -373,8 +366,9 @@ class _Compiler:
         self.incoming.clear()
         falls_through = True
         self.plan = meter_plan(program, blocks)
-        checkpoints = self.plan.checkpoints
+        checkpoints, fall_refunds = self.plan.checkpoints, self.plan.fall_refund
         offsets, buf, rows = self.offsets, asm.buf, _ROWS
+        numbering = self.numbering
         last_block = len(blocks) - 1
         for index, (start, block) in enumerate(blocks):
             is_target = start in jump_targets
@@ -382,7 +376,7 @@ class _Compiler:
             if is_target:
                 asm.bind(labels[start])
             offsets[start] = len(buf)  # the block's meter charge shows with its first
-            self.block_start, self.block_length = start, len(block)
+            self.block_start = start
             if start in checkpoints:
                 self.meter(start)
             regions, values = self.regions, self.values
@@ -391,22 +385,24 @@ class _Compiler:
                     offsets[pc] = len(buf)
                 row = rows[insn.spec]
                 row.lower(self, pc, insn)
-                if not row.keeps_scratch or insn.dst == 10 or insn.src == 10:
-                    self.quotient = None
                 rule = row.dst_region
+                if numbering:
+                    if not row.keeps_scratch or insn.dst == 10 or insn.src == 10:
+                        self.quotient = None
+                    if rule is not None:
+                        dst = insn.dst
+                        if row.copies_value:
+                            values[dst] = values[insn.src]
+                        else:
+                            values[dst] = self.fresh_value
+                            self.fresh_value += 1
                 if rule is not None:
-                    dst = insn.dst
-                    regions[dst] = None if rule is _no_region else rule(regions, insn)
-                    if row.copies_value:
-                        values[dst] = values[insn.src]
-                    else:
-                        values[dst] = self.fresh_value
-                        self.fresh_value += 1
+                    regions[insn.dst] = None if rule is _no_region else rule(regions, insn)
                 elif row.other_writes is not None:
                     self.forget(_OTHER_WRITES[row.other_writes](insn))
             falls_through = block[-1][1].spec.op not in NO_FALL_THROUGH
             if falls_through and index < last_block:
-                self.give_back(blocks[index + 1][0])
+                self.give_back(fall_refunds.get(start))
 
     def enter_block(self, start: int, is_target: bool, falls_through: bool) -> None:
         """Set the predictions and value numbers that hold at the start of a block."""
@@ -415,18 +411,18 @@ class _Compiler:
             self.regions = _join(self.regions, incoming) if falls_through else incoming
         elif not falls_through:
             self.regions = list(_NO_PREDICTION)  # reached only backwards: nothing known
-        if is_target:  # more than one way in: values from the fall-through are unknown
+        if is_target and self.numbering:  # more than one way in: values are unknown
             self.values = list(range(self.fresh_value, self.fresh_value + 11))
             self.fresh_value += 11
             self.quotient = None
 
     def forget(self, written: tuple[int, ...]) -> None:
         """Registers an instruction writes besides ``dst`` hold new, unpredicted values."""
-        regions, values = self.regions, self.values
         for reg in written:
-            regions[reg] = None
-            values[reg] = self.fresh_value
-            self.fresh_value += 1
+            self.regions[reg] = None
+            if self.numbering:
+                self.values[reg] = self.fresh_value
+                self.fresh_value += 1
 
     def prologue(self) -> None:
         """Save the C callee-saved registers and remember rsp for every exit path."""
@@ -782,7 +778,7 @@ class _Compiler:
         target = self.program.target_of(pc, insn)
         assert target is not None
         self.carry(pc, target)
-        self.give_back(target)
+        self.give_back(self.plan.jump_refund.get(self.block_start))
         self.asm.jmp(self.block_labels[target])
 
     def carry(self, pc: int, target: int) -> None:
@@ -922,6 +918,7 @@ _LOWERINGS: dict[Op, _Lowering] = {
 LOWERED_OPS = frozenset(_LOWERINGS)
 
 _DIVISIONS = frozenset({Op.DIV, Op.SDIV, Op.MOD, Op.SMOD})
+_DIVISION_SPECS = frozenset(spec for spec in INSTRUCTIONS if spec.op in _DIVISIONS)
 _KEEPS_SCRATCH = frozenset(
     {*_ALU_OPS, Op.MUL, Op.MOV, Op.NEG, Op.MOVSX, Op.LE, Op.BE, Op.BSWAP, Op.LDDW}
     | {*_SHIFTS, *_JUMP_CONDITIONS}
