@@ -51,10 +51,12 @@ class MeterPlan:
 
 def meter_plan(program: Program, blocks: list[Block]) -> MeterPlan:
     """Checkpoints at the function's entry, at every target of a backward jump (each
-    loop iteration passes one) and after every local call (the callee spent budget of
-    its own).  Between checkpoints control only moves forward, so the longest path
-    from each block is a sum over a DAG, found in one backward pass: whether a forward
-    successor is a checkpoint is settled by the blocks after it, already seen.
+    loop iteration passes one), after every local call (the callee spent budget of
+    its own), and where a conditional backward jump falls through out of its loop (so
+    the iterations, not the exit, take the short way).  Between checkpoints control
+    only moves forward, so the longest path from each block is a sum over a DAG, found
+    in one backward pass: whether a forward successor is a checkpoint is settled by the
+    blocks after it, already seen.
     """
     checkpoints = {blocks[0][0]}
     longest: dict[int, int] = {}
@@ -76,6 +78,9 @@ def meter_plan(program: Program, blocks: list[Block]) -> MeterPlan:
             assert target is not None
             if target <= start:
                 checkpoints.add(target)
+                if falling:  # a loop's exit: checked there, so the back edge gives nothing
+                    checkpoints.add(after)  # back (no block before this one has looked)
+                    falling = 0
             jumping = 0 if target in checkpoints else longest[target]
         ahead = max(falling or 0, jumping or 0)
         if falling is not None and falling != ahead:

@@ -1,0 +1,67 @@
+"""The x86-64 compiler's program analyses, checked on their own (no native code runs).
+
+The meter data files pin exact instruction counts on every tier; these pin where the
+plan puts its checks and refunds, which decides what a loop iteration costs.
+"""
+
+from __future__ import annotations
+
+from pybpf.asm import assemble
+from pybpf.tiers.x86_64.analysis import MeterPlan, meter_plan
+
+ROTATED_LOOP = """
+    mov r0, 0
+    jeq r1, 0, done
+loop:
+    add r0, r1
+    sub r1, 1
+    jne r1, 0, loop
+    add r0, 7
+    add r0, 8
+done:
+    exit
+"""
+
+
+def _plan(source: str) -> MeterPlan:
+    program = assemble(source)
+    return meter_plan(program, program.basic_blocks(*program.functions[0]))
+
+
+def test_a_loop_back_edge_gives_nothing_back_and_its_exit_is_checked() -> None:
+    plan = _plan(ROTATED_LOOP)
+    loop, exit_block = 2, 5
+    assert plan.checkpoints[loop] == 3  # one iteration: add, sub, jne
+    assert loop not in plan.jump_refund  # the back edge is the short way, for free
+    assert plan.checkpoints[exit_block] == 3  # the way out pays for itself, once
+    assert plan.fall_refund.get(loop) is None
+
+
+def test_forward_paths_pay_the_longest_and_shorter_ones_give_back() -> None:
+    plan = _plan(
+        """
+        jeq r1, 0, short
+        add r0, 1
+        add r0, 2
+    short:
+        exit
+        """
+    )
+    assert plan.checkpoints == {0: 4}  # jeq, add, add, exit
+    assert plan.jump_refund == {0: 2}  # taking the jump skips the two adds
+    assert plan.ahead[0] == 3
+    assert plan.fall_refund == {}
+
+
+def test_calls_are_followed_by_a_checkpoint() -> None:
+    plan = _plan(
+        """
+        call local f
+        add r0, 1
+        exit
+    f:
+        mov r0, 2
+        exit
+        """
+    )
+    assert plan.checkpoints == {0: 1, 1: 2}
