@@ -67,6 +67,7 @@ _ADD, _SUB, _AND, _OR, _XOR, _CMP = AluOp.ADD, AluOp.SUB, AluOp.AND, AluOp.OR, A
 _ALU_IMM, _COND_IMM, _STORE_IMM = Form.ALU_IMM, Form.COND_IMM, Form.STORE_IMM
 _JSET, _LOADSX = Op.JSET, Op.LOADSX
 _BELOW, _ABOVE = Cond.B, Cond.A
+_ZERO_TESTS = frozenset({Op.JEQ, Op.JNE})
 
 _ALU_OPS: dict[Op, AluOp] = {Op.ADD: _ADD, Op.SUB: _SUB, Op.AND: _AND, Op.OR: _OR, Op.XOR: _XOR}
 _SHIFTS: dict[Op, ShiftOp] = {Op.LSH: ShiftOp.SHL, Op.RSH: ShiftOp.SHR, Op.ARSH: ShiftOp.SAR}
@@ -156,6 +157,9 @@ class _Compiler:
     values: list[int] = field(default_factory=list)
     """A value number per eBPF register: equal numbers hold equal values."""
     fresh_value: int = 0
+    zero_flag: tuple[int, int, int] | None = None
+    """(pc, register, width) when the zero flag tells whether that register is 0 at that
+    pc: set by the ALU instruction just before it, in the same block."""
     numbering: bool = False
     """Whether values are numbered at all: only divisions use the numbers."""
     quotient: tuple[int, tuple[str, int], int, bool] | None = None
@@ -376,7 +380,7 @@ class _Compiler:
             if is_target:
                 asm.bind(labels[start])
             offsets[start] = len(buf)  # the block's meter charge shows with its first
-            self.block_start = start
+            self.block_start, self.zero_flag = start, None  # (other ways in, the meter)
             if start in checkpoints:
                 self.meter(start)
             regions, values = self.regions, self.values
@@ -540,7 +544,8 @@ class _Compiler:
             self.asm.mov_rr(dst, self.value_of(insn.src, RCX), width)
 
     def binary(self, pc: int, insn: Instruction) -> None:
-        """ADD, SUB, AND, OR, XOR: one x86 instruction each."""
+        """ADD, SUB, AND, OR, XOR: one x86 instruction each, whose zero flag then tells
+        whether ``dst`` is 0 (see :meth:`conditional`)."""
         spec = insn.spec
         operation = _ALU_OPS[spec.op]
         if spec.form is _ALU_IMM:
@@ -548,6 +553,7 @@ class _Compiler:
         else:
             source = self.value_of(insn.src, RCX)
             self.asm.alu_rr(operation, REGISTER_MAP[insn.dst], source, spec.width)
+        self.zero_flag = (pc + 1, insn.dst, spec.width)
 
     def multiply(self, pc: int, insn: Instruction) -> None:
         spec = insn.spec
@@ -800,6 +806,10 @@ class _Compiler:
                 asm.test_ri(dst, insn.imm, width)
             else:
                 asm.test_rr(dst, self.value_of(insn.src, RCX), width)
+        elif spec.form is _COND_IMM and insn.imm == 0:
+            # ``jeq``/``jne`` right after an ALU result in the same block read its flags
+            if spec.op not in _ZERO_TESTS or self.zero_flag != (pc, insn.dst, width):
+                asm.test_rr(dst, dst, width)  # the flags of cmp dst, 0
         elif spec.form is _COND_IMM:
             asm.alu_ri(_CMP, dst, insn.imm, width)
         else:
