@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import json
 import math
 import os
@@ -479,10 +480,24 @@ def straight_line_program(length: int, seed: int = 4) -> pybpf.Program:
     return assemble("\n".join(lines), f"straight-line-{length}")
 
 
+def _time_once(work: Callable[[], object]) -> int:
+    """Nanoseconds ``work`` takes, with the cyclic garbage collector paused, as
+    ``timeit`` does: a collection's cost depends on every object the process holds,
+    not on the work timed."""
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        work()
+        return time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+
+
 def measure_compiles(tiers: Sequence[str], size: int, settings: Settings, report: Report) -> None:
     """Median times to construct a VM, and to compile alone, for a generated
     ``size``-instruction program; each sample takes a new program object, so nothing
-    one sample derives from the program (blocks, targets) serves the next."""
+    one sample derives from the program (blocks, targets) serves the next (timed as
+    :func:`_time_once` does)."""
     program = straight_line_program(size)
     expected = pybpf.VM(program).run()  # also warms up imports shared by the tiers
     config = MachineConfig()
@@ -495,14 +510,10 @@ def measure_compiles(tiers: Sequence[str], size: int, settings: Settings, report
         totals, compiles = [], []
         for _ in range(max(11, settings.repeat)):
             fresh = Program(program.instructions, program.name)
-            start = time.perf_counter_ns()
-            pybpf.VM(fresh, tier=tier)
-            totals.append(time.perf_counter_ns() - start)
+            totals.append(_time_once(partial(pybpf.VM, fresh, tier=tier)))
             fresh = Program(program.instructions, program.name)
             check_structure(fresh)
-            start = time.perf_counter_ns()
-            get_tier(tier).compile(fresh, config)
-            compiles.append(time.perf_counter_ns() - start)
+            compiles.append(_time_once(partial(get_tier(tier).compile, fresh, config)))
         report.compiles.append(
             CompileTiming(tier, size, statistics.median(totals), statistics.median(compiles))
         )

@@ -161,6 +161,7 @@ class _Compiler:
     """(pc, register, width) when the zero flag tells whether that register is 0 at that
     pc: set by the ALU instruction just before it, in the same block."""
     numbering: bool = False
+    frame_size: int = 0
     """Whether values are numbered at all: only divisions use the numbers."""
     quotient: tuple[int, tuple[str, int], int, bool] | None = None
     saved_registers: dict[int, tuple[int, ...]] = field(default_factory=dict)
@@ -263,10 +264,6 @@ class _Compiler:
         asm.mov_ri(RAX, TrapKind.MEMORY_ACCESS, 32)
         asm.jmp(self.save_exit)
 
-    def in_frame(self, base: int, off: int, size: int) -> bool:
-        """A constant offset from r10 inside the current frame: the access cannot miss."""
-        return in_current_frame(base, off, size, self.config.stack_size)
-
     def meter(self, start: int) -> None:
         """At a checkpoint, pay for the longest path to the next one, or hand over.
 
@@ -305,6 +302,7 @@ class _Compiler:
         asm = self.asm
         self.callee_effects = callee_effects(self.program, self.config.stack_size)
         self.numbering = not _DIVISION_SPECS.isdisjoint(self.program.specs)
+        self.frame_size = self.config.stack_size
         for entry, _end in self.program.functions:
             self.function_labels[entry] = asm.label()
         self.save_exit, self.exit_ok, self.budget_exit = asm.label(), asm.label(), asm.label()
@@ -690,7 +688,7 @@ class _Compiler:
         size = insn.spec.size
         signed = insn.spec.op is _LOADSX
         dst = REGISTER_MAP[insn.dst]
-        if self.in_frame(insn.src, insn.off, size):
+        if in_current_frame(insn.src, insn.off, size, self.frame_size):
             self.asm.load(dst, FP, insn.off, size * 8, signed)
             return
         self.translate(insn.src, insn.off, size, False, pc)
@@ -699,7 +697,7 @@ class _Compiler:
     def store(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
         size = insn.spec.size
-        if self.in_frame(insn.dst, insn.off, size):
+        if in_current_frame(insn.dst, insn.off, size, self.frame_size):
             base, disp = FP, insn.off
         else:
             self.translate(insn.dst, insn.off, size, True, pc)
