@@ -139,6 +139,7 @@ class _Compiler:
     offsets: dict[int, int] = field(default_factory=dict)
     memory_sites: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
     checks: dict[tuple[int, bool], Label] = field(default_factory=dict)
+    """The shared address-check routine of each (size, write), made on first use."""
     handovers: list[tuple[Label, int, int]] = field(default_factory=list)
     """The exit of each meter checkpoint that finds the budget short: label, pc, charge."""
     refunds: list[tuple[Label, int, int]] = field(default_factory=list)
@@ -146,7 +147,7 @@ class _Compiler:
     plan: MeterPlan = field(default_factory=lambda: MeterPlan({}, {}, {}, {}))
     """The meter checkpoints of the function being compiled."""
     block_start: int = 0
-    """The shared address-check routine of each (size, write), made on first use."""
+    """The first pc of the block being compiled."""
     exit_ok: Label = Label(-1)
     save_exit: Label = Label(-1)
     budget_exit: Label = Label(-1)
@@ -154,20 +155,20 @@ class _Compiler:
     """The region prediction at the instruction being compiled."""
     incoming: dict[int, Regions] = field(default_factory=dict)
     """Predictions carried to forward jump targets, joined."""
+    numbering: bool = False
+    """Whether values are numbered at all: only divisions use the numbers."""
     values: list[int] = field(default_factory=list)
     """A value number per eBPF register: equal numbers hold equal values."""
     fresh_value: int = 0
+    quotient: tuple[int, tuple[str, int], int, bool] | None = None
+    """(dividend value, divisor, width, signed) of the division whose quotient is in rax
+    and remainder in rcx, while nothing has overwritten them."""
     zero_flag: tuple[int, int, int] | None = None
     """(pc, register, width) when the zero flag tells whether that register is 0 at that
     pc: set by the ALU instruction just before it, in the same block."""
-    numbering: bool = False
     frame_size: int = 0
-    """Whether values are numbered at all: only divisions use the numbers."""
-    quotient: tuple[int, tuple[str, int], int, bool] | None = None
     saved_registers: dict[int, tuple[int, ...]] = field(default_factory=dict)
     callee_effects: dict[int, CalleeEffects] = field(default_factory=dict)
-    """(dividend value, divisor, width, signed) of the division whose quotient is in rax
-    and remainder in rcx, while nothing has overwritten them."""
 
     # -- helpers ------------------------------------------------------------------
 
