@@ -95,6 +95,17 @@ def meter_plan(program: Program, blocks: list[Block]) -> MeterPlan:
     )
 
 
+def access_kinds(program: Program) -> tuple[tuple[int, bool], ...]:
+    """(size, write) of every kind of load, store and atomic the program has: the
+    region-table counts native code keeps up to date when it moves a bound."""
+    kinds = {
+        (spec.size, spec.form is not Form.LOAD)
+        for spec in program.specs
+        if spec.form in (Form.LOAD, Form.STORE_IMM, Form.STORE_REG)
+    }
+    return tuple(sorted(kinds))
+
+
 @dataclass(frozen=True)
 class CalleeEffects:
     """What a function, with everything it calls, does that a native call must prepare."""

@@ -9,8 +9,9 @@ eBPF register (division saves the meter around its use of rdx).
 Every load and store translates its VM address through the region table
 (:mod:`~pybpf.tiers.x86_64.layout`).  The compiler predicts the region each base
 register points into (r10 the stack, r1 the input, copies and sums of those keep
-their region, constants name theirs), so a predicted access is two compares
-against that slot's bounds and an add; a miss, or an access nobody predicted,
+their region, constants name theirs), so a predicted access is a subtraction
+of that slot's lowest address, one unsigned compare against its count of valid
+starts, and an add of its host address; a miss, or an access nobody predicted,
 calls a shared routine that looks the slot up, and that routine leaves the run
 with a memory trap when the access is outside every region.  The prediction only
 picks the fast path: it never decides whether an access is allowed.  Only constant
@@ -41,6 +42,7 @@ from pybpf.tiers.x86_64.analysis import (
     NO_FALL_THROUGH,
     CalleeEffects,
     MeterPlan,
+    access_kinds,
     callee_effects,
     meter_plan,
 )
@@ -66,7 +68,7 @@ _ADD, _SUB, _AND, _OR, _XOR, _CMP = AluOp.ADD, AluOp.SUB, AluOp.AND, AluOp.OR, A
 # enum attribute goes through the metaclass's Python-level hook on every access.
 _ALU_IMM, _COND_IMM, _STORE_IMM = Form.ALU_IMM, Form.COND_IMM, Form.STORE_IMM
 _JSET, _LOADSX = Op.JSET, Op.LOADSX
-_BELOW, _ABOVE = Cond.B, Cond.A
+_ABOVE_OR_EQUAL = Cond.AE
 _ZERO_TESTS = frozenset({Op.JEQ, Op.JNE})
 
 _ALU_OPS: dict[Op, AluOp] = {Op.ADD: _ADD, Op.SUB: _SUB, Op.AND: _AND, Op.OR: _OR, Op.XOR: _XOR}
@@ -167,6 +169,8 @@ class _Compiler:
     """(pc, register, width) when the zero flag tells whether that register is 0 at that
     pc: set by the ALU instruction just before it, in the same block."""
     frame_size: int = 0
+    accesses: tuple[tuple[int, bool], ...] = ()
+    """(size, write) of the kinds of memory access the program has (:func:`access_kinds`)."""
     saved_registers: dict[int, tuple[int, ...]] = field(default_factory=dict)
     callee_effects: dict[int, CalleeEffects] = field(default_factory=dict)
 
@@ -222,16 +226,16 @@ class _Compiler:
             self.memory_sites[asm.pos] = (pc, size, write)
             return
         slow, back = asm.label(), asm.label()
-        lowest = layout.LO_WRITE if write else layout.LO_READ
-        asm.alu_rm(_CMP, RAX, CTX, layout.table_field(lowest, slot))
-        asm.jcc(_BELOW, slow)
-        asm.alu_rm(_CMP, RAX, CTX, layout.table_field(layout.LAST[size], slot))
-        asm.jcc(_ABOVE, slow)
-        asm.alu_rm(_ADD, RAX, CTX, layout.table_field(layout.DELTA, slot))
+        lowest = layout.table_field(layout.LOWEST, slot)
+        asm.alu_rm(_SUB, RAX, CTX, lowest)
+        asm.alu_rm(_CMP, RAX, CTX, layout.table_field(layout.COUNT[size, write], slot))
+        asm.jcc(_ABOVE_OR_EQUAL, slow)
+        asm.alu_rm(_ADD, RAX, CTX, layout.table_field(layout.HOST, slot))
         asm.bind(back)
 
         def emit() -> None:
             asm.bind(slow)
+            asm.alu_rm(_ADD, RAX, CTX, lowest)  # the VM address again
             asm.call(check)
             self.memory_sites[asm.pos] = (pc, size, write)
             asm.jmp(back)
@@ -245,19 +249,20 @@ class _Compiler:
         ``FAULT_INFO`` (see :attr:`NativeCode.memory_sites`).
         """
         asm = self.asm
-        fault = asm.label()
+        fault, outside = asm.label(), asm.label()
         asm.bind(label)
         asm.mov_rr(RCX, RAX)
         asm.shift_ri(ShiftOp.SHR, RCX, layout.SLOT_SHIFT)
         asm.alu_ri(_CMP, RCX, layout.SLOT_COUNT - 1)
         asm.jcc(Cond.A, fault, short=True)
-        lowest = layout.LO_WRITE if write else layout.LO_READ
-        asm.alu_rm(_CMP, RAX, CTX, layout.TABLE + lowest, index=RCX, scale=8)
-        asm.jcc(Cond.B, fault, short=True)
-        asm.alu_rm(_CMP, RAX, CTX, layout.TABLE + layout.LAST[size], index=RCX, scale=8)
-        asm.jcc(Cond.A, fault, short=True)
-        asm.alu_rm(_ADD, RAX, CTX, layout.TABLE + layout.DELTA, index=RCX, scale=8)
+        asm.alu_rm(_SUB, RAX, CTX, layout.TABLE + layout.LOWEST, index=RCX, scale=8)
+        count = layout.TABLE + layout.COUNT[size, write]
+        asm.alu_rm(_CMP, RAX, CTX, count, index=RCX, scale=8)
+        asm.jcc(Cond.AE, outside, short=True)
+        asm.alu_rm(_ADD, RAX, CTX, layout.TABLE + layout.HOST, index=RCX, scale=8)
         asm.ret()
+        asm.bind(outside)
+        asm.alu_rm(_ADD, RAX, CTX, layout.TABLE + layout.LOWEST, index=RCX, scale=8)
         asm.bind(fault)
         asm.load(RCX, RSP, 0)
         asm.store_r(CTX, layout.FAULT_ADDRESS, RAX)
@@ -304,6 +309,7 @@ class _Compiler:
         self.callee_effects = callee_effects(self.program, self.config.stack_size)
         self.numbering = not _DIVISION_SPECS.isdisjoint(self.program.specs)
         self.frame_size = self.config.stack_size
+        self.accesses = access_kinds(self.program)
         for entry, _end in self.program.functions:
             self.function_labels[entry] = asm.label()
         self.save_exit, self.exit_ok, self.budget_exit = asm.label(), asm.label(), asm.label()
@@ -467,14 +473,11 @@ class _Compiler:
         asm.alu_rm(_ADD, RDX, CTX, layout.BATCH_HOST)
         asm.store_r(CTX, layout.PACKET_HOST, RDX)
         asm.store_r(CTX, layout.PACKET_LENGTH, r2)
-        for size, last in layout.LAST.items():
-            asm.lea(RAX, r2, INPUT_BASE - size)
-            asm.store_r(CTX, layout.table_field(last, input_slot), RAX)
-        asm.alu_ri(_SUB, RDX, INPUT_BASE)
-        asm.store_r(CTX, layout.table_field(layout.DELTA, input_slot), RDX)
+        asm.store_r(CTX, layout.table_field(layout.HOST, input_slot), RDX)
         for ebpf, reg in enumerate(REGISTER_MAP):
             if ebpf not in (1, 2):
                 asm.zero(reg)
+        self.input_counts(r2, REGISTER_MAP[0])
         asm.mov_ri(r1, INPUT_BASE)
         asm.load(FP, CTX, layout.STACK_TOP_HOST)
         self.zero_stack()
@@ -488,6 +491,24 @@ class _Compiler:
         asm.jmp(loop)
         asm.bind(done)
         asm.jmp(self.exit_ok)
+
+    def input_counts(self, length: int, zero: int) -> None:
+        """The input slot's counts for a record of ``length`` bytes (its lowest address
+        is always ``INPUT_BASE``): ``length - size + 1``, or 0 when the record is
+        shorter than ``size``; write counts masked by ``BATCH_WRITABLE``.  Only the
+        kinds of access the program has are kept (``zero`` holds 0)."""
+        asm = self.asm
+        slot = INPUT_BASE >> layout.SLOT_SHIFT
+        for size in sorted({size for size, _write in self.accesses}):
+            asm.mov_rr(RAX, length)
+            if size > 1:
+                asm.alu_ri(_SUB, RAX, size - 1)
+                asm.cmov(Cond.B, RAX, zero)  # shorter than one access
+            if (size, False) in self.accesses:
+                asm.store_r(CTX, layout.table_field(layout.COUNT[size, False], slot), RAX)
+            if (size, True) in self.accesses:
+                asm.alu_rm(_AND, RAX, CTX, layout.BATCH_WRITABLE)
+                asm.store_r(CTX, layout.table_field(layout.COUNT[size, True], slot), RAX)
 
     def zero_stack(self) -> None:
         """Give the record a zeroed stack, as a separate run would have: the words the
@@ -882,13 +903,21 @@ class _Compiler:
                 asm.load(REGISTER_MAP[ebpf], RCX, 8 * (ebpf - 5))
 
     def set_frame_bottom(self) -> None:
-        """Make the stack slot's lowest address the current frame's (plain stores, so a
-        call loop carries no dependency through memory)."""
+        """Make the stack slot's lowest address the current frame's, with its host
+        address and the counts of the kinds of access the program has (plain stores,
+        so a call loop carries no dependency through memory)."""
         asm = self.asm
+        slot = STACK_BASE >> layout.SLOT_SHIFT
         asm.mov_rr(RAX, FP)
         asm.alu_rm(_SUB, RAX, CTX, layout.FRAME_LO_DELTA)
-        for field_offset in _STACK_LOWEST:
-            asm.store_r(CTX, field_offset, RAX)
+        asm.store_r(CTX, layout.table_field(layout.LOWEST, slot), RAX)
+        asm.lea(RCX, FP, -self.frame_size)
+        asm.store_r(CTX, layout.table_field(layout.HOST, slot), RCX)
+        asm.load(RAX, CTX, layout.STACK_TOP_HOST)
+        asm.alu_rr(_SUB, RAX, RCX)  # bytes from the frame's bottom to the stack's end
+        for size, write in self.accesses:
+            asm.lea(RCX, RAX, 1 - size)
+            asm.store_r(CTX, layout.table_field(layout.COUNT[size, write], slot), RCX)
 
     def exit(self, pc: int, insn: Instruction) -> None:
         # every function, the main one included, is entered by a native call
@@ -1015,12 +1044,6 @@ def _row(spec: InsnSpec) -> _Row:
 
 _ROWS: dict[InsnSpec, _Row] = {spec: _row(spec) for spec in INSTRUCTIONS if spec.op in _LOWERINGS}
 """Every lowered row of the instruction table (refused rows never reach the compiler)."""
-
-
-_STACK_LOWEST = tuple(
-    layout.table_field(lowest, STACK_BASE >> layout.SLOT_SHIFT)
-    for lowest in (layout.LO_READ, layout.LO_WRITE)
-)
 
 
 def _join(first: Regions, second: Regions) -> Regions:

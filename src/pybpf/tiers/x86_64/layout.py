@@ -2,11 +2,13 @@
 
 Native code keeps its address in r11 and reaches every field at a fixed offset.
 The region table describes each 256 MiB slot of the VM address space
-(``address >> 28``): the lowest readable and writable address, the last valid
-start address of a 1/2/4/8-byte access, and the host-minus-VM delta.  It is
-stored field by field (seven arrays of 16 words), so native code reaches a
-slot's field with one scaled-index operand: translating an address is a shift
-and two compares.
+(``address >> 28``): the lowest address of its region, the host address that
+lowest address maps to, and for each access size and direction how many start
+addresses are valid (0 where nothing is: an unmapped slot, writes to a read-only
+region, accesses wider than the region).  An access at ``address`` is valid when
+``address - lowest`` is below that count, one unsigned compare, and then lives at
+``host + (address - lowest)``.  The table is stored field by field (ten arrays of
+16 words), so native code reaches a slot's field with one scaled-index operand.
 """
 
 from __future__ import annotations
@@ -17,19 +19,19 @@ FIELD_STRIDE = SLOT_COUNT * 8
 """Bytes of one field's array."""
 
 # the fields of a slot, as offsets of their arrays
-LO_READ = 0
-LO_WRITE = FIELD_STRIDE
-LAST: dict[int, int] = {
-    1: 2 * FIELD_STRIDE,
-    2: 3 * FIELD_STRIDE,
-    4: 4 * FIELD_STRIDE,
-    8: 5 * FIELD_STRIDE,
+LOWEST = 0
+"""The region's lowest address (for the stack, the current frame's)."""
+HOST = FIELD_STRIDE
+"""The host address of ``LOWEST``."""
+ACCESS_SIZES = (1, 2, 4, 8)
+COUNT: dict[tuple[int, bool], int] = {
+    (size, write): (2 + index + 4 * write) * FIELD_STRIDE
+    for write in (False, True)
+    for index, size in enumerate(ACCESS_SIZES)
 }
-DELTA = 6 * FIELD_STRIDE
-TABLE_FIELDS = (LO_READ, LO_WRITE, LAST[1], LAST[2], LAST[4], LAST[8], DELTA)
-
-NO_ACCESS = (1 << 64) - 1
-"""The lowest address of an unmapped (or, for writes, read-only) slot: nothing is above."""
+"""(size, write) -> the array of valid start counts: ``end - lowest - size + 1``, or
+0 (writes to a read-only region, nothing mapped, a region smaller than ``size``)."""
+TABLE_FIELDS = (LOWEST, HOST, *COUNT.values())
 
 TABLE = 0
 REGS = TABLE + len(TABLE_FIELDS) * FIELD_STRIDE
@@ -63,12 +65,16 @@ BATCH_INDEX = BATCH_COUNT + 8
 """The record being run; after a non-OK status, the record that stopped the loop."""
 BATCH_BUDGET = BATCH_INDEX + 8
 STACK_TOP_HOST = BATCH_BUDGET + 8
-"""Host address of the top of the stack: r10 of the main frame."""
+"""Host address of the top of the stack: r10 of the main frame, and the stack region's
+end (a call's new frame bottom gives the stack slot's counts from it)."""
 STACK_HOST = STACK_TOP_HOST + 8
 """Host address of the bottom of the whole stack area."""
 BATCH_STRIDE = STACK_HOST + 8
 """Size of every record when they all have one (offsets and lengths are then unused)."""
-FP_LIMIT = BATCH_STRIDE + 8
+BATCH_WRITABLE = BATCH_STRIDE + 8
+"""All ones when the records are writable, else 0: the record's write counts are its
+read counts masked with this."""
+FP_LIMIT = BATCH_WRITABLE + 8
 """Host address of the deepest frame's top: a call from a frame whose host r10 is at or
 below it would exceed the call depth."""
 SHADOW_DELTA = FP_LIMIT + 8

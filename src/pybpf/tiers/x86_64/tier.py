@@ -54,18 +54,23 @@ _BATCH = struct.Struct("<10Q")
 """BATCH_HOST to BATCH_STRIDE: records, offsets, lengths, results, count, index, budget,
 stack top and bottom, record size."""
 _WORD = struct.Struct("<Q")
-_FIELD_WORDS = tuple(layout.table_field(field, 0) // 8 for field in layout.TABLE_FIELDS)
-"""Word index of each table field's array; a slot's field is ``word + slot``."""
-_LO_READ_WORD, _LO_WRITE_WORD, _LAST1_WORD, _LAST2_WORD, _LAST4_WORD, _LAST8_WORD, _DELTA_WORD = (
-    _FIELD_WORDS
+_LOWEST_WORD = layout.table_field(layout.LOWEST, 0) // 8
+_HOST_WORD = layout.table_field(layout.HOST, 0) // 8
+_COUNT_WORDS = tuple(
+    (
+        layout.table_field(layout.COUNT[size, False], 0) // 8,
+        layout.table_field(layout.COUNT[size, True], 0) // 8,
+        size,
+    )
+    for size in layout.ACCESS_SIZES
 )
+"""Word index of each size's read and write count arrays; a slot's field is ``word + slot``."""
 _SHIFT = layout.SLOT_SHIFT
 _OK = Status.OK
 _R0_WORD = layout.REGS // 8
 _BUDGET_LEFT_WORD = layout.BUDGET_LEFT // 8
 _STACK_SLOT = STACK_BASE >> layout.SLOT_SHIFT
-_STACK_LO = layout.table_field(layout.LO_READ, _STACK_SLOT)
-_STACK_LO_WRITE = layout.table_field(layout.LO_WRITE, _STACK_SLOT)
+_STACK_LOWEST_WORD = _LOWEST_WORD + _STACK_SLOT
 
 
 _Pins = list[ctypes.c_char]
@@ -157,7 +162,7 @@ class CompiledNative:
         try:
             if machine is None:
                 raise RuntimeError("helper callback outside a run")
-            machine.stack.vm_start = words[_STACK_LO // 8]
+            machine.stack.vm_start = words[_STACK_LOWEST_WORD]
             if self._batch is not None:
                 self._show_record(machine, words[layout.BATCH_INDEX // 8])
             number, *args = _HELPER_CALL.unpack_from(context, layout.HELPER_NUMBER)
@@ -239,7 +244,7 @@ class CompiledNative:
                     host = _addressof(view)
                 else:
                     host = _pin(region, pins)
-                words[_DELTA_WORD + slot] = (host - base) & MASK64
+                words[_HOST_WORD + slot] = host + region.vm_start - base
             if region is stack:
                 stack_host = host
             elif region is packet:
@@ -278,6 +283,7 @@ class CompiledNative:
             0 if packet is None else len(packet.buffer),
         )
         top = stack_host + len(stack.buffer)
+        self._words[layout.STACK_TOP_HOST // 8] = top
         shadow_top = self._context_address + layout.FRAMES
         shadow_top += config.stack_size * config.max_call_depth
         _CALL_LIMITS.pack_into(
@@ -293,7 +299,8 @@ class CompiledNative:
         words = self._words
         for slot in range(layout.SLOT_COUNT):
             if self._mapped >> slot & 1 and not mapped >> slot & 1:
-                words[_LO_READ_WORD + slot] = words[_LO_WRITE_WORD + slot] = layout.NO_ACCESS
+                for read, write, _size in _COUNT_WORDS:
+                    words[read + slot] = words[write + slot] = 0
                 self._rows.pop(slot, None)
                 self._held.pop(slot, None)
         self._mapped = mapped
@@ -306,29 +313,27 @@ class CompiledNative:
         old: tuple[int, int, bool, int] | None,
     ) -> bool:
         """Make a slot's row say ``row`` where it says ``old``, writing only the words
-        that change: the lowest readable and writable address, the last start of
-        each access size (for an empty region, below its lowest address), and for
-        an owned buffer its host delta, pinning the buffer while the row points into
-        it.  False, writing nothing, if the region does not fit in the slot (every
-        row held fits) or starts so low that a last start would be negative."""
+        that change: the lowest address, the counts of valid starts of each access
+        size (write counts 0 when read-only), and for an owned buffer the lowest
+        address's host address, pinning the buffer while the row points into it.
+        False, writing nothing, if the region does not fit in the slot (every row
+        held fits)."""
         start, end, writable, owner = row
-        if end > (slot + 1) << _SHIFT or region.base < 8:
+        if end > (slot + 1) << _SHIFT:
             return False
         words = self._words
-        if old is None or old[0] != start or old[2] != writable:
-            words[_LO_READ_WORD + slot] = start
-            words[_LO_WRITE_WORD + slot] = start if writable else layout.NO_ACCESS
-        if old is None or old[1] != end:  # a new length (the next packet)
-            words[_LAST1_WORD + slot] = end - 1
-            words[_LAST2_WORD + slot] = end - 2
-            words[_LAST4_WORD + slot] = end - 4
-            words[_LAST8_WORD + slot] = end - 8
+        if old is None or old[:3] != row[:3]:
+            words[_LOWEST_WORD + slot] = start
+            for read, write, size in _COUNT_WORDS:
+                count = max(end - start - size + 1, 0)
+                words[read + slot] = count
+                words[write + slot] = count if writable else 0
         if owner:
             if old is None or old[3] != owner:
                 pins: _Pins = []
                 self._held[slot] = (pins, _pin(region, pins))
             # the buffer cannot resize while pinned, so its end fixes its base
-            words[_DELTA_WORD + slot] = (self._held[slot][1] - region.base) & MASK64
+            words[_HOST_WORD + slot] = self._held[slot][1] + start - region.base
         elif old is not None and old[3]:
             del self._held[slot]
         self._rows[slot] = row
@@ -388,6 +393,7 @@ class CompiledNative:
                 stack_host,
                 batch.stride if fixed else 0,
             )
+            self._words[layout.BATCH_WRITABLE // 8] = MASK64 if batch.writable else 0
             zero_start, zero_words = self._stack_zeroing
             self._words[layout.ZERO_START // 8] = zero_start & MASK64
             self._words[layout.ZERO_WORDS // 8] = zero_words
@@ -434,9 +440,11 @@ class CompiledNative:
         m.frames.clear()
         m.stop_value = None
         m.instructions = 0
-        m.stack.vm_start = m.stack.vm_end - m.config.stack_size
-        self._words[_STACK_LO // 8] = m.stack.vm_start
-        self._words[_STACK_LO_WRITE // 8] = m.stack.vm_start
+        stack = m.stack
+        stack.vm_start = stack.vm_end - m.config.stack_size
+        # native code may have left the row at an inner frame: write all of it
+        row = (stack.vm_start, stack.vm_end, stack.writable, id(stack.buffer))
+        self._write_row(_STACK_SLOT, stack, row, None)
 
     def _finish(self, m: Machine, status: int) -> int:
         state = _STATE.unpack_from(self._context, layout.REGS)
