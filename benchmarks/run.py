@@ -45,6 +45,8 @@ from pybpf.verifier.structural import check_structure
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 MASK64 = (1 << 64) - 1
 BUDGET = 100_000_000
+FLOOR_PROGRAM = assemble("mov r0, 0\nexit", "floor")
+"""A program that does nothing: its batch per record is the cost of the batch itself."""
 QUICK_TIERS = ("interp", "pycode")
 
 
@@ -245,6 +247,9 @@ class BatchTiming:
     batch_ns: float
     prepared_ns: float
     """``run_batch`` on records gathered beforehand with ``prepare_batch``."""
+    floor_ns: float
+    """The same prepared ``run_batch`` of :data:`FLOOR_PROGRAM`: what the batch costs
+    per record beyond the program itself."""
 
 
 @dataclass
@@ -436,8 +441,16 @@ def measure_program(
         if bench.batch:
             batch = partial(vm.run_batch, inputs)
             samples = checked_samples(f"{label}, run_batch", batch, expected, settings)
-            prepared = partial(vm.run_batch, prepare_batch(inputs))
+            prepared_inputs = prepare_batch(inputs)
+            prepared = partial(vm.run_batch, prepared_inputs)
             ready = checked_samples(f"{label}, prepared run_batch", prepared, expected, settings)
+            floor_vm = pybpf.VM(FLOOR_PROGRAM, tier=tier, budget=BUDGET)
+            floor = checked_samples(
+                f"{FLOOR_PROGRAM.name} on {tier}, prepared run_batch",
+                partial(floor_vm.run_batch, prepared_inputs),
+                [0] * len(inputs),
+                settings,
+            )
             report.batches.append(
                 BatchTiming(
                     bench.name,
@@ -445,6 +458,7 @@ def measure_program(
                     run_ns,
                     statistics.median(samples),
                     statistics.median(ready),
+                    statistics.median(floor),
                 )
             )
 
@@ -608,11 +622,21 @@ def print_report(report: Report) -> None:
                 _ns(entry.run_ns),
                 _ns(entry.batch_ns),
                 _ns(entry.prepared_ns),
+                _ns(entry.floor_ns),
                 _ratio(entry.run_ns / entry.prepared_ns),
                 _ratio(entry.prepared_ns / native.ns_per_run if native else None),
             ]
         )
-    header = ["program", "tier", "run ns", "run_batch ns", "prepared ns", "gain", "vs C"]
+    header = [
+        "program",
+        "tier",
+        "run ns",
+        "run_batch ns",
+        "prepared ns",
+        "floor ns",
+        "gain",
+        "vs C",
+    ]
     print_table("per-record cost: VM.run in a loop vs one VM.run_batch", header, rows)
 
     rows = [

@@ -163,6 +163,21 @@ def test_equals_per_record_run(tier: str) -> None:
     assert list(VM(FILTER).run_batch(packets)) == expected  # and equal to the interpreter
 
 
+# r0 = the stack word a run finds (0 on a fresh stack), then the record's length is
+# left in it: a run or record that saw an earlier one's stack would return non-zero
+STACK_WITNESS = assemble("ldxdw r0, [r10-8]\nadd r0, r2\nstxdw [r10-8], r2\nsub r0, r2\nexit")
+
+
+def test_runs_and_batches_on_one_vm_start_from_a_clean_machine(tier: str) -> None:
+    vm = VM(STACK_WITNESS, tier=tier)
+    records = [b"abc", b"", b"abcdefgh"]
+    for _ in range(3):
+        assert vm.run(b"abcd") == 0
+        assert list(vm.run_batch(records)) == [0, 0, 0]
+        assert list(vm.run_batch(prepare_batch(records, writable=False))) == [0, 0, 0]
+    assert vm.run(bytearray(b"ab")) == 0
+
+
 def test_fixed_mbuff_vm_sets_bounds_for_every_record(tier: str) -> None:
     program = assemble("ldxdw r2, [r1+8]\nldxdw r3, [r1]\nmov r0, r2\nsub r0, r3\nexit")
     vm = FixedMbuffVM(program, mbuff_size=16, data_offset=0, data_end_offset=8, tier=tier)

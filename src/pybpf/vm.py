@@ -18,7 +18,7 @@ import random
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, cast, overload
 
 from pybpf.batch import BatchRunner, BatchSource, prepare_batch, tag_record
 from pybpf.errors import BpfError, TierUnavailableError
@@ -310,45 +310,60 @@ class VM:
     ) -> RunResult | int:
         """One run, on the VM's own machine unless it is taken (a helper runs the VM
         again, or another thread does); a :class:`RunResult` if ``report``, else r0."""
-        spare = self._spare
-        try:
-            machine = spare.pop()  # atomic: only one run at a time gets it
-        except IndexError:
+        machine = self.borrow_machine(mem, mbuff, mem_writable)
+        if machine is None:
             return self._execute_apart(mem, mbuff, mem_writable, observer, report)
         try:
-            # set the machine up as make_machine would set up a new one; an input too
-            # large for its slot takes the general path, which decides what it means
-            r1 = r2 = 0
-            packet = None
-            if mem is not None:
-                packet = self._input
-                buffer = mem if type(mem) is bytearray else _as_buffer(mem, mem_writable)
-                packet.buffer = buffer
-                packet.writable = mem_writable
-                r1, r2 = INPUT_BASE, len(buffer)
-                if r2 > REGION_ALIGN:
-                    return self._execute_apart(mem, mbuff, mem_writable, observer, report)
-                regions = [machine.stack, *self._regions, packet]
-            else:
-                regions = [machine.stack, *self._regions]
-            if mbuff is not None:
-                self._mbuff.buffer = buffer = _as_buffer(mbuff, True)
-                r1, r2 = MBUFF_BASE, len(buffer)
-                if r2 > REGION_ALIGN:
-                    return self._execute_apart(mem, mbuff, mem_writable, observer, report)
-                regions.append(self._mbuff)
-            machine.helpers = self.helpers
-            machine.trace_sink = self.trace_sink
-            machine.rng = self.rng
-            machine.restart(regions, packet, r1, r2, self._stack_reach)
             if observer is None:
                 r0 = self._compiled.run(machine)
             else:
                 r0 = self._start(machine, observer)
             return _result(r0, machine) if report else r0
         finally:
-            self._input.buffer = self._mbuff.buffer = _NOTHING
-            spare.append(machine)
+            self.return_machine(machine)
+
+    def borrow_machine(
+        self, mem: BytesLike | None, mbuff: BytesLike | None = None, mem_writable: bool = True
+    ) -> Machine | None:
+        """The VM's own machine, set up as :meth:`make_machine` sets up a new one, for
+        one run (or one batch) until :meth:`return_machine`; None when it is taken (a
+        helper runs the VM again, or another thread does) or an input is too large for
+        its slot (the general path decides what that means)."""
+        spare = self._spare
+        try:
+            machine = spare.pop()  # atomic: only one run at a time gets it
+        except IndexError:
+            return None
+        r1 = r2 = 0
+        packet = None
+        if mem is not None:
+            packet = self._input
+            buffer = mem if type(mem) is bytearray else _as_buffer(mem, mem_writable)
+            packet.buffer = buffer
+            packet.writable = mem_writable
+            r1, r2 = INPUT_BASE, len(buffer)
+            regions = [machine.stack, *self._regions, packet]
+        else:
+            regions = [machine.stack, *self._regions]
+        fits = r2 <= REGION_ALIGN
+        if mbuff is not None:
+            self._mbuff.buffer = buffer = _as_buffer(mbuff, True)
+            r1, r2 = MBUFF_BASE, len(buffer)
+            fits = fits and r2 <= REGION_ALIGN
+            regions.append(self._mbuff)
+        if not fits:
+            self.return_machine(machine)
+            return None
+        machine.helpers = self.helpers
+        machine.trace_sink = self.trace_sink
+        machine.rng = self.rng
+        machine.restart(regions, packet, r1, r2, self._stack_reach)
+        return machine
+
+    def return_machine(self, machine: Machine) -> None:
+        """Give back what :meth:`borrow_machine` lent."""
+        self._input.buffer = self._mbuff.buffer = _NOTHING
+        self._spare.append(machine)
 
     def _execute_apart(
         self,
@@ -397,12 +412,14 @@ class VM:
         out = array("Q", [0]) * len(batch)
         compiled = self._compiled
         try:
-            if isinstance(compiled, BatchRunner) and type(self).execute is VM.execute:
-                compiled.run_batch(self, batch, out)
+            # what isinstance(compiled, BatchRunner) asks, without the microseconds a
+            # runtime-checkable protocol's check costs
+            if hasattr(compiled, "run_batch") and type(self).execute is VM.execute:
+                cast(BatchRunner, compiled).run_batch(self, batch, out)
                 return out
             for index in range(len(batch)):
                 try:
-                    out[index] = self.execute(batch.record(index), mem_writable=mem_writable).r0
+                    out[index] = self.run(batch.record(index), mem_writable=mem_writable)
                 except Exception as exc:
                     tag_record(exc, index)
                     raise

@@ -379,9 +379,13 @@ class _Compiler:
         offsets, buf, rows = self.offsets, asm.buf, _ROWS
         numbering = self.numbering
         last_block = len(blocks) - 1
+        incoming = self.incoming
         for index, (start, block) in enumerate(blocks):
             is_target = start in jump_targets
-            self.enter_block(start, is_target or start == entry, falls_through)
+            carried = incoming.pop(start, None)
+            entered = is_target or start == entry  # more than one way in
+            if carried is not None or not falls_through or (entered and numbering):
+                self.enter_block(carried, entered, falls_through)
             if is_target:
                 asm.bind(labels[start])
             offsets[start] = len(buf)  # the block's meter charge shows with its first
@@ -410,12 +414,12 @@ class _Compiler:
                 elif row.other_writes is not None:
                     self.forget(_OTHER_WRITES[row.other_writes](insn))
             falls_through = block[-1][1].spec.op not in NO_FALL_THROUGH
-            if falls_through and index < last_block:
-                self.give_back(fall_refunds.get(start))
+            if falls_through and index < last_block and start in fall_refunds:
+                asm.alu_ri(_ADD, METER, fall_refunds[start])
 
-    def enter_block(self, start: int, is_target: bool, falls_through: bool) -> None:
-        """Set the predictions and value numbers that hold at the start of a block."""
-        incoming = self.incoming.pop(start, None)
+    def enter_block(self, incoming: Regions | None, is_target: bool, falls_through: bool) -> None:
+        """Set the predictions and value numbers that hold at the start of a block,
+        given the predictions carried to it by forward jumps."""
         if incoming is not None:
             self.regions = _join(self.regions, incoming) if falls_through else incoming
         elif not falls_through:
@@ -835,8 +839,12 @@ class _Compiler:
         else:
             asm.alu_rr(_CMP, dst, self.value_of(insn.src, RCX), width)
         target = pc + 1 + insn.off
-        self.carry(pc, target)
-        asm.jcc(_JUMP_CONDITIONS[spec.op], self.branch_to(target))
+        if target > pc:
+            self.carry(pc, target)
+        if self.block_start in self.plan.jump_refund:
+            asm.jcc(_JUMP_CONDITIONS[spec.op], self.branch_to(target))
+        else:
+            asm.jcc(_JUMP_CONDITIONS[spec.op], self.block_labels[target])
 
     def helper_call(self, pc: int, insn: Instruction) -> None:
         """Call the Python helper callback with r1-r5 and the helper number in the context."""

@@ -324,8 +324,9 @@ class CompiledNative:
         words = self._words
         if old is None or old[:3] != row[:3]:
             words[_LOWEST_WORD + slot] = start
+            span = end - start
             for read, write, size in _COUNT_WORDS:
-                count = max(end - start - size + 1, 0)
+                count = span - size + 1 if span >= size else 0
                 words[read + slot] = count
                 words[write + slot] = count if writable else 0
         if owner:
@@ -341,9 +342,11 @@ class CompiledNative:
 
     def _forget_table(self) -> None:
         """Native code changed rows (a batch's input, an inner frame's stack bounds):
-        rewrite every row on the next run."""
-        self._rows.clear()
-        self._held.clear()
+        rewrite every row's words on the next run.  Each row is marked stale, not
+        dropped, so a buffer pinned for it stays pinned and is not pinned again."""
+        rows = self._rows
+        for slot, row in rows.items():
+            rows[slot] = (-1, -1, False, row[3])
 
     # -- batches -------------------------------------------------------------------
 
@@ -369,15 +372,15 @@ class CompiledNative:
                 self._pending = None
 
     def _run_batch(self, vm: VM, batch: BatchInput, out: array[int]) -> None:
-        m = vm.make_machine(batch.record(0), mem_writable=batch.writable)
+        borrowed = vm.borrow_machine(batch.record(0), None, batch.writable)
+        m = borrowed or vm.make_machine(batch.record(0), mem_writable=batch.writable)
         records = MemoryRegion("batch", INPUT_BASE, batch.buffer, batch.writable)
         pins: _Pins = []
         try:
             if self._fill_context(m, pins) < 0:
                 self._run_records_one_by_one(vm, batch, out, 0)
                 return
-            stack = m.stack
-            stack_host = _pin(stack, pins)
+            top = self._words[layout.STACK_TOP_HOST // 8]  # the stack is pinned by now
             fixed = batch.varying is None and batch.stride > 0
             _BATCH.pack_into(
                 self._context,
@@ -389,8 +392,8 @@ class CompiledNative:
                 len(batch),
                 0,
                 m.config.budget,
-                stack_host + len(stack),
-                stack_host,
+                top,
+                top - len(m.stack.buffer),
                 batch.stride if fixed else 0,
             )
             self._words[layout.BATCH_WRITABLE // 8] = MASK64 if batch.writable else 0
@@ -415,6 +418,8 @@ class CompiledNative:
         finally:
             pins.clear()
             self._forget_table()
+            if borrowed is not None:
+                vm.return_machine(borrowed)
 
     def _run_records_one_by_one(
         self, vm: VM, batch: BatchInput, out: array[int], start: int
