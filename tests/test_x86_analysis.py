@@ -25,7 +25,7 @@ done:
 
 def _plan(source: str) -> MeterPlan:
     program = assemble(source)
-    return meter_plan(program, program.basic_blocks(*program.functions[0]))
+    return meter_plan(program.basic_blocks(*program.functions[0]))
 
 
 def test_a_loop_back_edge_gives_nothing_back_and_its_exit_is_checked() -> None:

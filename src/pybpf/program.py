@@ -100,14 +100,14 @@ class Program:
     @cached_property
     def targets(self) -> tuple[int | None, ...]:
         """:meth:`target_of` of every instruction, in order (computed once)."""
-        target_field = _TARGET_FIELD
-        result: list[int | None] = []
-        for pc, insn in zip(self.pcs, self.instructions, strict=True):
-            field_name = target_field.get(insn.spec.form)
-            if field_name is None:
-                result.append(None)
-            else:
-                result.append(pc + 1 + (insn.off if field_name == "off" else insn.imm))
+        fields = _TARGET_FIELD_OF_SPEC
+        result: list[int | None] = [None] * len(self.instructions)
+        pcs = self.pcs
+        for index, insn in enumerate(self.instructions):
+            field_name = fields.get(insn.spec)
+            if field_name is not None:
+                offset = insn.off if field_name == "off" else insn.imm
+                result[index] = pcs[index] + 1 + offset
         return tuple(result)
 
     @cached_property
@@ -190,3 +190,7 @@ _TARGET_FIELD: dict[Form, str] = {
     Form.CALL_LOCAL: "imm",
 }
 """Forms that transfer control, and the field holding their pc-relative offset."""
+_TARGET_FIELD_OF_SPEC: dict[InsnSpec, str] = {
+    spec: _TARGET_FIELD[spec.form] for spec in INSTRUCTIONS if spec.form in _TARGET_FIELD
+}
+"""The same, by instruction-table row (a look-up by identity, per instruction)."""

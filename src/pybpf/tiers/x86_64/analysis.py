@@ -28,6 +28,7 @@ ATOMIC_OPS = frozenset(
 NO_FALL_THROUGH = frozenset({Op.JA, Op.EXIT})
 """Operations after which control never reaches the next instruction."""
 _CALL_LOCAL = Op.CALL_LOCAL  # (tested per block: an enum attribute is a slow look-up)
+_JUMP_LONG = Form.JUMP_LONG  # the one jump form whose offset is in imm
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class MeterPlan:
     """Block start -> what taking its final jump gives back (if not 0)."""
 
 
-def meter_plan(program: Program, blocks: list[Block]) -> MeterPlan:
+def meter_plan(blocks: list[Block]) -> MeterPlan:
     """Checkpoints at the function's entry, at every target of a backward jump (each
     loop iteration passes one), after every local call (the callee spent budget of
     its own), and where a conditional backward jump falls through out of its loop (so
@@ -74,15 +75,16 @@ def meter_plan(program: Program, blocks: list[Block]) -> MeterPlan:
                 checkpoints.add(after)
             falling = 0 if after in checkpoints else longest[after]
         if spec.is_jump:
-            target = program.target_of(last_pc, last)
-            assert target is not None
+            target = last_pc + 1 + (last.imm if spec.form is _JUMP_LONG else last.off)
             if target <= start:
                 checkpoints.add(target)
                 if falling:  # a loop's exit: checked there, so the back edge gives nothing
                     checkpoints.add(after)  # back (no block before this one has looked)
                     falling = 0
             jumping = 0 if target in checkpoints else longest[target]
-        ahead = max(falling or 0, jumping or 0)
+        ahead = falling or 0
+        if jumping is not None and jumping > ahead:
+            ahead = jumping
         if falling is not None and falling != ahead:
             fall_refund[start] = ahead - falling
         if jumping is not None and jumping != ahead:

@@ -374,7 +374,7 @@ class _Compiler:
         self.regions = list(_ENTRY_PREDICTION if entry == 0 else _NO_PREDICTION)
         self.incoming.clear()
         falls_through = True
-        self.plan = meter_plan(program, blocks)
+        self.plan = meter_plan(blocks)
         checkpoints, fall_refunds = self.plan.checkpoints, self.plan.fall_refund
         offsets, buf, rows = self.offsets, asm.buf, _ROWS
         numbering = self.numbering
@@ -398,19 +398,21 @@ class _Compiler:
                     offsets[pc] = len(buf)
                 row = rows[insn.spec]
                 row.lower(self, pc, insn)
-                rule = row.dst_region
                 if numbering:
                     if not row.keeps_scratch or insn.dst == 10 or insn.src == 10:
                         self.quotient = None
-                    if rule is not None:
+                    if row.writes_dst:
                         dst = insn.dst
                         if row.copies_value:
                             values[dst] = values[insn.src]
                         else:
                             values[dst] = self.fresh_value
                             self.fresh_value += 1
-                if rule is not None:
-                    regions[insn.dst] = None if rule is _no_region else rule(regions, insn)
+                rule = row.dst_region
+                if rule is _no_region:
+                    regions[insn.dst] = None
+                elif rule is not None:
+                    regions[insn.dst] = rule(regions, insn)
                 elif row.other_writes is not None:
                     self.forget(_OTHER_WRITES[row.other_writes](insn))
             falls_through = block[-1][1].spec.op not in NO_FALL_THROUGH
@@ -981,10 +983,6 @@ def _copied_region(regions: Regions, insn: Instruction) -> int | None:
     return regions[insn.src]
 
 
-def _kept_region(regions: Regions, insn: Instruction) -> int | None:
-    return regions[insn.dst]  # a pointer plus or minus a scalar
-
-
 def _sum_region(regions: Regions, insn: Instruction) -> int | None:
     here = regions[insn.dst]
     return regions[insn.src] if here is None else here  # a scalar plus a pointer
@@ -1000,16 +998,17 @@ def _no_region(regions: Regions, insn: Instruction) -> int | None:
     return None
 
 
-_REGION_RULES: dict[tuple[Op, Form], RegionRule] = {
+_REGION_RULES: dict[tuple[Op, Form], RegionRule | None] = {
     (Op.MOV, Form.ALU_REG): _copied_region,
     (Op.MOV, Form.ALU_IMM): _constant_region,
     (Op.LDDW, Form.LDDW): _constant_region,
-    (Op.ADD, Form.ALU_IMM): _kept_region,
-    (Op.SUB, Form.ALU_IMM): _kept_region,
-    (Op.SUB, Form.ALU_REG): _kept_region,
+    (Op.ADD, Form.ALU_IMM): None,
+    (Op.SUB, Form.ALU_IMM): None,
+    (Op.SUB, Form.ALU_REG): None,
     (Op.ADD, Form.ALU_REG): _sum_region,
 }
-"""How the instructions that move pointers carry predictions; every other write forgets."""
+"""How the instructions that move pointers carry predictions (None: a pointer plus or
+minus a scalar keeps its region); every other write forgets."""
 _OTHER_WRITES: dict[str, Callable[[Instruction], tuple[int, ...]]] = {
     "src": lambda insn: (insn.src,),
     "r0": lambda insn: (0,),
@@ -1025,8 +1024,10 @@ class _Row:
     lower: _Lowering
     keeps_scratch: bool
     """Its code leaves rax and rcx alone unless an operand is r10 (divisions set them)."""
+    writes_dst: bool
     dst_region: RegionRule | None
-    """For rows that write ``dst``: its predicted region after the instruction."""
+    """For rows that write ``dst``: its predicted region after the instruction (None
+    when it keeps the one before, and for rows that do not write ``dst``)."""
     copies_value: bool
     """A 64-bit register move: ``dst`` then holds the same value as ``src``."""
     other_writes: str | None
@@ -1041,13 +1042,13 @@ def _row(spec: InsnSpec) -> _Row:
     if spec.writes_dst:
         rule = _REGION_RULES.get((op, form), _no_region)
         copies = op is Op.MOV and form is Form.ALU_REG and spec.width == 64
-        return _Row(_LOWERINGS[op], keeps, rule, copies, None)
+        return _Row(_LOWERINGS[op], keeps, True, rule, copies, None)
     others = None
     if spec.fetch:
         others = "r0" if op is Op.ATOMIC_CMPXCHG else "src"
     elif written_registers(Instruction(spec)):
         others = "callee" if op is Op.CALL_LOCAL else "r0"
-    return _Row(_LOWERINGS[op], keeps, None, False, others)
+    return _Row(_LOWERINGS[op], keeps, False, None, False, others)
 
 
 _ROWS: dict[InsnSpec, _Row] = {spec: _row(spec) for spec in INSTRUCTIONS if spec.op in _LOWERINGS}
