@@ -59,9 +59,10 @@ class CompiledPython:
             return self._reference.run(m)
         regs = m.regs
         stack = m.stack
-        if regs[10] != self._stack_top or stack.vm_end != self._stack_top:
-            # the code assumes the stack Machine.create lays out (8-aligned frames, the
-            # main frame at the top), and a machine that differs runs on the reference
+        if regs[10] != self._stack_top or stack.vm_end != self._stack_top or stack.base & 7:
+            # the code assumes the stack Machine.create lays out (8-aligned base and
+            # frames, the main frame at the top), and a machine that differs runs on
+            # the reference
             return self._reference.run(m)
         try:
             result = self._main(m, *regs, 0, 1)

@@ -62,25 +62,29 @@ def _indent(lines: list[str]) -> list[str]:
     return [_INDENT + line for line in lines]
 
 
-def _read(buffer: str, view: str, size: int, views: bool) -> str:
+def _read(buffer: str, view: str, size: int, views: bool, aligned: bool | None = None) -> str:
     """A read of ``size`` bytes at offset ``o`` of a buffer, through its word view
-    when the offset is aligned."""
+    when the offset is aligned (tested unless ``aligned`` says)."""
     if size == 1:
         return f"{buffer}[o]"
     unpack = f"{UNPACK[size]}({buffer}, o)[0]"
-    if not views:
+    if not views or aligned is False:
         return unpack
-    return f"({unpack} if o & {size - 1} else {view}{size}[o >> {_LOG2[size]}])"
+    word = f"{view}{size}[o >> {_LOG2[size]}]"
+    return word if aligned else f"({unpack} if o & {size - 1} else {word})"
 
 
-def _write(buffer: str, view: str, size: int, value: str, views: bool) -> list[str]:
+def _write(
+    buffer: str, view: str, size: int, value: str, views: bool, aligned: bool | None = None
+) -> list[str]:
     """A write of ``size`` bytes at offset ``o`` of a buffer (see :func:`_read`)."""
     if size == 1:
         return [f"{buffer}[o] = {value}"]
     pack = f"{PACK[size]}({buffer}, o, {value})"
-    if not views:
+    if not views or aligned is False:
         return [pack]
-    return [f"if o & {size - 1}: {pack}", f"else: {view}{size}[o >> {_LOG2[size]}] = {value}"]
+    word = f"{view}{size}[o >> {_LOG2[size]}] = {value}"
+    return [word] if aligned else [f"if o & {size - 1}: {pack}", f"else: {word}"]
 
 
 @dataclass(frozen=True)
@@ -593,6 +597,16 @@ class Generator:
         # derived from r10, else the input (a stack address fails its first comparison)
         return "stack first" if state[ranges.STACKISH + base] == ranges.STACK else "any"
 
+    @staticmethod
+    def _stack_aligned(base: int, off: int, size: int, state: ranges.State) -> bool | None:
+        """Whether an access's offset in the stack buffer is a multiple of its size,
+        as far as the base register's low bits tell (the stack base is 8-aligned,
+        checked before each run); None when they do not tell."""
+        k, c = ranges.low_bits(state, base)
+        if size == 1 or size > 1 << k:
+            return None
+        return (c + off) % size == 0
+
     def _load(self, pc: int, insn: Instruction, state: ranges.State) -> list[str]:
         size = insn.spec.size
         if insn.spec.op is Op.LOADSX:
@@ -606,7 +620,8 @@ class Generator:
             return [f"{d} = {wrap.format(self._frame_read(size, -insn.off))}"]
         setup, a = self._address(insn.src, insn.off)
         views = self._packet_views(self._current)
-        stack = f"{d} = {wrap.format(_read('sb', 's', size, _VIEWS))}"
+        aligned = self._stack_aligned(insn.src, insn.off, size, state)
+        stack = f"{d} = {wrap.format(_read('sb', 's', size, _VIEWS, aligned))}"
         slow = f"else: {d} = {wrap.format(f'mem.load({a} & {MASK64:#x}, {size}, {pc})')}"
         placement = self._placement(insn.src, insn.off, size, state)
         if placement == "frame":
@@ -662,7 +677,8 @@ class Generator:
             return [f"{PACK[size]}(sb, FO - {depth}, {value})"]
         setup, a = self._address(insn.dst, insn.off)
         views = self._packet_views(self._current)
-        stack = _write("sb", "s", size, value, _VIEWS)
+        aligned = self._stack_aligned(insn.dst, insn.off, size, state)
+        stack = _write("sb", "s", size, value, _VIEWS, aligned)
         slow = f"else: mem.store({a} & {MASK64:#x}, {size}, {value}, {pc})"
         placement = self._placement(insn.dst, insn.off, size, state)
         if placement == "frame":
