@@ -18,6 +18,7 @@ them runs instead (the loop as it is runs otherwise).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pybpf.isa.instruction import Instruction
@@ -61,7 +62,7 @@ def _passes_ge(first: int, bound: int, step: int) -> int:
     return (first - bound) // -step + 1 if first >= bound else 0
 
 
-TRIPS = {
+TRIPS: dict[Op, Callable[[int, int, int], int]] = {
     Op.JNE: _passes_ne,
     Op.JLT: _passes_lt,
     Op.JLE: _passes_le,
@@ -71,12 +72,13 @@ TRIPS = {
 """The most passes that go on, by the comparison that lets a pass go on (counter
 on the left): ``(counter at the first test, bound, step) -> passes``."""
 
+
 def _power_of_two(step: int) -> bool:
     magnitude = abs(step)
     return magnitude & (magnitude - 1) == 0
 
 
-_STEP_OK = {
+_STEP_OK: dict[Op, Callable[[int], bool]] = {
     Op.JNE: _power_of_two,
     Op.JLT: lambda step: step > 0,
     Op.JLE: lambda step: step > 0,
@@ -98,6 +100,7 @@ _SWAPPED |= {Op.JLE: Op.JGE, Op.JGE: Op.JLE}
 """``a OP b`` as ``b OP' a``."""
 
 _STEPS = {Op.ADD: 1, Op.SUB: -1}
+_TESTS = (Form.COND_IMM, Form.COND_REG)
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,7 @@ def _test_in(
     body = shape.bodies[block - shape.first]
     insn = body[-1]
     spec = insn.spec
-    if spec.op not in _NEGATION or spec.width != 64 or spec.form not in (Form.COND_IMM, Form.COND_REG):
+    if spec.op not in _NEGATION or spec.width != 64 or spec.form not in _TESTS:
         return None
     target = shape.targets[block - shape.first]
     taken_leaves = target is not None and not shape.first <= target <= shape.last
