@@ -24,6 +24,9 @@ from pybpf import (
     disassemble,
 )
 from pybpf.asm import assemble
+from pybpf.isa import Op
+from pybpf.isa.semantics import MASK64
+from pybpf.tiers.pycode.counted import NEVER, TRIPS
 from test_differential import EXAMPLES, programs
 
 SHAPES: dict[str, str] = {
@@ -196,7 +199,145 @@ SHAPES: dict[str, str] = {
         ja -1
         exit
     """,
+    "counted-down-to-zero": """
+        mov r0, 0
+        mov r4, 20
+    loop:
+        add r0, r4
+        sub r4, 1
+        jne r4, 0, loop
+        exit
+    """,
+    "counted-up-tested-first": """
+        mov r0, 0
+        mov r3, 1
+        mov r4, 23
+    loop:
+        jge r3, r4, out
+        add r0, r3
+        add r3, 3
+        ja loop
+    out:
+        exit
+    """,
+    "counted-down-by-four-to-a-register": """
+        mov r0, 0
+        mov r6, 8
+        mov r5, 48
+    loop:
+        jeq r5, r6, out
+        add r0, r5
+        sub r5, 4
+        ja loop
+    out:
+        exit
+    """,
+    "counted-bound-in-the-immediate-at-the-left": """
+        mov r0, 0
+        mov r3, 0
+        mov r4, 12
+    loop:
+        add r0, 7
+        add r3, 1
+        jgt r4, r3, loop
+        exit
+    """,
+    "counter-carries-past-the-top": """
+        mov r0, 0
+        lddw r3, 0xfffffffffffffffc
+        lddw r4, 0xffffffffffffffff
+    loop:
+        add r0, 1
+        add r3, 2
+        jlt r3, r4, loop
+        exit
+    """,
+    "counter-reset-inside": """
+        mov r0, 0
+        mov r3, 0
+        mov r6, 0
+    loop:
+        add r0, 1
+        jne r6, 0, skip
+        jne r3, 8, skip
+        mov r3, 0
+        mov r6, 1
+    skip:
+        add r3, 1
+        jlt r3, 10, loop
+        exit
+    """,
+    "bound-moves-inside": """
+        mov r0, 0
+        mov r3, 0
+        mov r4, 6
+    loop:
+        add r0, 1
+        add r4, 2
+        add r3, 3
+        jlt r3, r4, loop
+        exit
+    """,
+    "counter-tested-on-odd-passes": """
+        mov r0, 0
+        mov r3, 0
+    loop:
+        add r3, 1
+        add r0, 1
+        jset r0, 1, test
+        ja loop
+    test:
+        jge r3, 4, out
+        ja loop
+    out:
+        exit
+    """,
+    "counted-loop-entered-in-the-middle": """
+        mov r0, 0
+        mov r4, 6
+        ja mid
+    loop:
+        sub r4, 1
+        add r0, 1
+    mid:
+        add r0, 1
+        jne r4, 0, loop
+        exit
+    """,
+    "counted-with-a-call-in-place": """
+        mov r6, 9
+        mov r7, 0
+    loop:
+        mov r1, r6
+        call local leaf
+        add r7, r0
+        sub r6, 1
+        jgt r6, 0, loop
+        mov r0, r7
+        exit
+    leaf:
+        mov r0, r1
+        mul r0, 3
+        add r0, 1
+        exit
+    """,
 }
+
+COUNTED = {
+    "counted-down-to-zero": True,
+    "counted-up-tested-first": True,
+    "counted-down-by-four-to-a-register": True,
+    "counted-bound-in-the-immediate-at-the-left": True,
+    "counter-carries-past-the-top": True,
+    "counter-reset-inside": False,
+    "bound-moves-inside": False,
+    "counter-tested-on-odd-passes": False,
+    "counted-loop-entered-in-the-middle": False,
+    "counted-with-a-call-in-place": True,
+    "jump-into-loop": False,
+}
+"""Shapes and whether their loop is run without budget tests when the budget allows:
+the budget sweep above then checks that choice at every budget."""
 
 
 def outcome(program: Program, tier: str, budget: int, mem: bytes = b"") -> tuple[object, ...]:
@@ -277,3 +418,46 @@ def test_a_call_written_in_place_still_meets_the_depth_limit(tier: str) -> None:
     with pytest.raises(CallDepthExceededError) as info:
         VM(program, tier=tier, max_call_depth=1).run()
     assert info.value.pc == 3
+
+
+@pytest.mark.parametrize(("name", "counted"), COUNTED.items())
+def test_counted_loops_are_recognised(name: str, counted: bool) -> None:
+    listing = VM(assemble(SHAPES[name]), tier="pycode").listing()
+    assert ("_passes_" in listing) is counted
+
+
+_CONTINUES = {
+    Op.JNE: lambda t, b: t != b,
+    Op.JLT: lambda t, b: t < b,
+    Op.JLE: lambda t, b: t <= b,
+    Op.JGT: lambda t, b: t > b,
+    Op.JGE: lambda t, b: t >= b,
+}
+_NEAR_EDGES = st.one_of(st.integers(0, 40), st.integers(MASK64 - 40, MASK64))
+_PASS_LIMIT = 200
+
+
+@settings(max_examples=EXAMPLES * 4, deadline=None)
+@given(
+    condition=st.sampled_from(sorted(TRIPS, key=lambda op: op.value)),
+    first=_NEAR_EDGES,
+    bound=_NEAR_EDGES,
+    step=st.sampled_from([1, 2, 3, 4, 8, 16, -1, -2, -3, -4, -8, -16]),
+)
+def test_pass_counts_match_running_the_counter(
+    condition: Op, first: int, bound: int, step: int
+) -> None:
+    if condition in (Op.JLT, Op.JLE) and step < 0 or condition in (Op.JGT, Op.JGE) and step > 0:
+        return
+    if condition is Op.JNE and abs(step) & (abs(step) - 1):
+        return
+    passes, value = 0, first
+    while _CONTINUES[condition](value, bound) and passes < _PASS_LIMIT:
+        passes += 1
+        value = (value + step) & MASK64
+    bounded = TRIPS[condition](first, bound, step)
+    # never fewer than the passes the counter allows (a budget test could be missed),
+    # and exact unless the counter may wrap, where it is "never" (every budget fails)
+    assert bounded >= passes
+    if bounded != NEVER and passes < _PASS_LIMIT:
+        assert bounded == passes

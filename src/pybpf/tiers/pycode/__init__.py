@@ -4,8 +4,10 @@ The program is translated once into Python source (:mod:`.generator`): registers
 become local variables, control flow becomes structured Python (loops as
 ``while True``, :mod:`.structure`), masks are written only where value ranges
 say a result may leave its width (:mod:`.ranges`), and memory checks are inlined
-as range tests against the stack and input regions.  bpf-to-bpf calls are Python
-calls, so callee-saved registers stay in the caller's locals.
+as range tests against the stack and input regions, left out for accesses the
+ranges place inside the current frame, and alignment tests left out where the
+known low bits decide them.  bpf-to-bpf calls are Python calls, so callee-saved
+registers stay in the caller's locals.
 
 The meter is exact wherever a run can end or be observed.  Each block's length
 is added to the count, and the budget is tested only where an acyclic stretch of
@@ -13,7 +15,9 @@ code begins (function entry, each backward jump, after each bpf-to-bpf call),
 against the longest forward path to the next test.  When that path could
 overrun, the run is handed to the reference interpreter right there with the
 exact machine state, so budget traps (and anything else that happens in that
-last stretch) match the interpreter instruction for instruction.
+last stretch) match the interpreter instruction for instruction.  A loop whose
+passes a counter bounds (:mod:`.counted`) also comes without its backward-jump
+tests, and that copy runs when the budget covers its most passes.
 """
 
 from __future__ import annotations
@@ -59,9 +63,10 @@ class CompiledPython:
             return self._reference.run(m)
         regs = m.regs
         stack = m.stack
-        if regs[10] != self._stack_top or stack.vm_end != self._stack_top:
-            # the code assumes the stack Machine.create lays out (8-aligned frames, the
-            # main frame at the top), and a machine that differs runs on the reference
+        if regs[10] != self._stack_top or stack.vm_end != self._stack_top or stack.base & 7:
+            # the code assumes the stack Machine.create lays out (8-aligned base and
+            # frames, the main frame at the top), and a machine that differs runs on
+            # the reference
             return self._reference.run(m)
         try:
             result = self._main(m, *regs, 0, 1)

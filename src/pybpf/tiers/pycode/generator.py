@@ -1,13 +1,16 @@
 """Python source for a program: one function per eBPF function, registers as locals.
 
 Blocks are laid out as :mod:`~pybpf.tiers.pycode.structure` decides (loops as
-``while True``, guards where a pending target may skip code).  Each instruction
+``while True``, guards where a pending target may skip code; a counted loop
+twice, behind a test of the budget against its most passes).  Each instruction
 becomes a line or two of arithmetic on the register locals; a reduction to the
 operation's width is written only where the value ranges say the raw result may
 leave it, and then as the cheapest exact form (one conditional subtraction after
 an addition, a mask after a multiplication).  Loads and stores test the stack
-and input regions inline against bounds bound once per call; any other address
-goes to the address space, which finds its region or raises the memory error.
+and input regions inline against bounds bound once per call, none when the
+ranges place the access inside the current frame; any other address goes to the
+address space, which finds its region or raises the memory error.  Stack words
+go through word views, with no alignment test where the low bits tell.
 """
 
 from __future__ import annotations
@@ -62,25 +65,29 @@ def _indent(lines: list[str]) -> list[str]:
     return [_INDENT + line for line in lines]
 
 
-def _read(buffer: str, view: str, size: int, views: bool) -> str:
+def _read(buffer: str, view: str, size: int, views: bool, aligned: bool | None = None) -> str:
     """A read of ``size`` bytes at offset ``o`` of a buffer, through its word view
-    when the offset is aligned."""
+    when the offset is aligned (tested unless ``aligned`` says)."""
     if size == 1:
         return f"{buffer}[o]"
     unpack = f"{UNPACK[size]}({buffer}, o)[0]"
-    if not views:
+    if not views or aligned is False:
         return unpack
-    return f"({unpack} if o & {size - 1} else {view}{size}[o >> {_LOG2[size]}])"
+    word = f"{view}{size}[o >> {_LOG2[size]}]"
+    return word if aligned else f"({unpack} if o & {size - 1} else {word})"
 
 
-def _write(buffer: str, view: str, size: int, value: str, views: bool) -> list[str]:
+def _write(
+    buffer: str, view: str, size: int, value: str, views: bool, aligned: bool | None = None
+) -> list[str]:
     """A write of ``size`` bytes at offset ``o`` of a buffer (see :func:`_read`)."""
     if size == 1:
         return [f"{buffer}[o] = {value}"]
     pack = f"{PACK[size]}({buffer}, o, {value})"
-    if not views:
+    if not views or aligned is False:
         return [pack]
-    return [f"if o & {size - 1}: {pack}", f"else: {view}{size}[o >> {_LOG2[size]}] = {value}"]
+    word = f"{view}{size}[o >> {_LOG2[size]}] = {value}"
+    return [word] if aligned else [f"if o & {size - 1}: {pack}", f"else: {word}"]
 
 
 @dataclass(frozen=True)
@@ -230,6 +237,8 @@ class Generator:
         for function in self.functions.values():
             self._scan(function)
         self._current = self.functions[0]
+        self._unmetered: Loop | None = None
+        """The counted loop being written without its budget tests, if any."""
 
     @staticmethod
     def _scan(function: Function) -> None:
@@ -338,10 +347,7 @@ class Generator:
         while i <= last:
             child = function.loop_at.get(i)
             if child is not None and child is not loop:
-                body = self._range(function, child.first, child.last, child) or ["pass"]
-                # running off the body's end leaves the loop (a pending target skips it)
-                ending = [] if body[-1] == "continue" else ["break"]
-                lines += ["while True:", *_indent([*body, *ending])]
+                lines += self._loop(function, child)
                 lines += self._after_loop(function, child)
                 i = child.last + 1
                 continue
@@ -356,6 +362,32 @@ class Generator:
             lines += code
             i = i + 1 if skip is None else skip
         return lines
+
+    def _while(self, function: Function, loop: Loop) -> list[str]:
+        body = self._range(function, loop.first, loop.last, loop) or ["pass"]
+        # running off the body's end leaves the loop (a pending target skips it)
+        ending = [] if body[-1] == "continue" else ["break"]
+        return ["while True:", *_indent([*body, *ending])]
+
+    def _loop(self, function: Function, loop: Loop) -> list[str]:
+        """A loop; one a counter bounds comes twice, and a test of the budget against
+        its most passes picks the copy without the budget tests when it can."""
+        metered = self._while(function, loop)
+        counted = function.counted.get(loop.first)
+        if counted is None:
+            return metered
+        self._unmetered = loop
+        try:
+            unmetered = self._while(function, loop)
+        finally:
+            self._unmetered = None
+        counter = f"r{counted.counter}"
+        first = f"({counter} + {counted.step}) & {MASK64:#x}" if counted.updated_first else counter
+        bound = hex(counted.constant) if counted.bound is None else f"r{counted.bound}"
+        passes = f"_passes_{counted.condition.value}({first}, {bound}, {counted.step})"
+        limit = self.budget - function.reach[loop.first]
+        guard = f"if count <= {limit} - {counted.length} * {passes}:"
+        return [guard, *_indent(unmetered), "else:", *_indent(metered)]
 
     def _final_condition(self, function: Function, index: int) -> str:
         """The condition of the jump ending block ``index``, on the ranges it sees."""
@@ -389,12 +421,13 @@ class Generator:
         common, broken = function.route(source, target)
         pc = function.starts[target]
         if target <= source:
-            test = self._budget_test(function, target)
+            unmetered = self._unmetered is not None and target == self._unmetered.first
+            test = "" if unmetered else self._budget_test(function, target)
             if broken:
-                return [test, f"b = {-1 - pc}", "break"]
+                return [*([test] if test else []), f"b = {-1 - pc}", "break"]
             if common is not None and (target != common.first or common.has_guards):
-                return [test, f"b = {pc}", "continue"]
-            return [test, "continue"]
+                return [test, f"b = {pc}", "continue"] if test else [f"b = {pc}", "continue"]
+            return [test, "continue"] if test else ["continue"]
         if not broken:
             return [] if target == source + 1 else [f"b = {pc}"]
         if len(broken) == 1 and target == broken[0].last + 1:
@@ -593,6 +626,16 @@ class Generator:
         # derived from r10, else the input (a stack address fails its first comparison)
         return "stack first" if state[ranges.STACKISH + base] == ranges.STACK else "any"
 
+    @staticmethod
+    def _stack_aligned(base: int, off: int, size: int, state: ranges.State) -> bool | None:
+        """Whether an access's offset in the stack buffer is a multiple of its size,
+        as far as the base register's low bits tell (the stack base is 8-aligned,
+        checked before each run); None when they do not tell."""
+        k, c = ranges.low_bits(state, base)
+        if size == 1 or size > 1 << k:
+            return None
+        return (c + off) % size == 0
+
     def _load(self, pc: int, insn: Instruction, state: ranges.State) -> list[str]:
         size = insn.spec.size
         if insn.spec.op is Op.LOADSX:
@@ -606,7 +649,8 @@ class Generator:
             return [f"{d} = {wrap.format(self._frame_read(size, -insn.off))}"]
         setup, a = self._address(insn.src, insn.off)
         views = self._packet_views(self._current)
-        stack = f"{d} = {wrap.format(_read('sb', 's', size, _VIEWS))}"
+        aligned = self._stack_aligned(insn.src, insn.off, size, state)
+        stack = f"{d} = {wrap.format(_read('sb', 's', size, _VIEWS, aligned))}"
         slow = f"else: {d} = {wrap.format(f'mem.load({a} & {MASK64:#x}, {size}, {pc})')}"
         placement = self._placement(insn.src, insn.off, size, state)
         if placement == "frame":
@@ -662,7 +706,8 @@ class Generator:
             return [f"{PACK[size]}(sb, FO - {depth}, {value})"]
         setup, a = self._address(insn.dst, insn.off)
         views = self._packet_views(self._current)
-        stack = _write("sb", "s", size, value, _VIEWS)
+        aligned = self._stack_aligned(insn.dst, insn.off, size, state)
+        stack = _write("sb", "s", size, value, _VIEWS, aligned)
         slow = f"else: mem.store({a} & {MASK64:#x}, {size}, {value}, {pc})"
         placement = self._placement(insn.dst, insn.off, size, state)
         if placement == "frame":

@@ -1,15 +1,27 @@
-"""Unsigned value ranges of registers, so generated code can leave out masks.
+"""Unsigned value ranges and known low bits of registers, so generated code can
+leave out masks, alignment tests and region tests.
 
 A forward analysis over one function's blocks: each register holds an interval
-``(low, high)`` of the unsigned 64-bit values it may have.  Instructions map
-intervals to intervals, conditional jumps narrow them on each edge (after
-``jlt r3, r4`` falls through, ``r3 >= r4.low``), and loop headers widen what
-keeps growing to the full range, so the fixpoint is reached in a few passes.
+``(low, high)`` of the unsigned 64-bit values it may have, and its value modulo
+``2**k`` for a known ``k <= LOW_BITS_MAX`` (a congruence: ``r3 = 4`` then
+``r3 += 4`` keeps ``r3 % 4 == 0``).  Each interval is kept tight against its
+congruence, so ``r3 < 256`` with ``r3 % 4 == 0`` gives ``r3 <= 252``.
+Instructions map facts to facts, conditional jumps narrow them on each edge
+(after ``jlt r3, r4`` falls through, ``r3 >= r4.low``), and loop headers widen
+what keeps growing to the full range after a few arrivals over the loop's own
+backward jumps (arrivals from outside do not count, so an inner loop settles
+anew for each state its enclosing loop brings).
 
-The generated code relies on the result only to drop reductions that cannot
-change a value (``& mask`` after an addition that cannot carry out, a 32-bit
-operand's mask when the register is already below 2**32): memory safety never
-depends on it, every access is still checked.
+An access that succeeded also tells something: its address lay in a region, and
+every region lies in ``[1, 2**32)``, so afterwards the base register is known to
+be in ``[1 - off, 2**32 - size - off]`` when that cannot wrap (``off <= 0``, or
+a base that cannot reach the top of the 64-bit range).  After ``ldxh r5, [r3]``
+the step ``r3 += 2`` cannot carry out of 64 bits.
+
+The generated code uses the result to drop reductions that cannot change a value
+(``& mask`` after an addition that cannot carry out), alignment tests whose
+outcome is known, and the region tests of accesses proven inside the current
+stack frame, so the analysis must over-approximate every run.
 """
 
 from __future__ import annotations
@@ -18,40 +30,55 @@ import heapq
 from collections.abc import Callable
 
 from pybpf.isa.instruction import Instruction, written_registers
-from pybpf.isa.semantics import MASK32, MASK64, WIDTH_MASK, immediate_operand
+from pybpf.isa.semantics import ATOMIC_OPS, MASK32, MASK64, WIDTH_MASK, immediate_operand
 from pybpf.isa.table import Form, Op
+from pybpf.runtime.memory import ADDRESS_SPACE_END
 
 Range = tuple[int, int]
 """Lowest and highest unsigned value a register may hold."""
 
 State = list[Range]
 """The ranges of r0-r10, then (at ``STACKISH + n``) whether register n holds a stack
-address: ``(1, 1)`` always, ``(0, 0)`` never, ``(0, 1)`` sometimes.  That second half
-is a guess for ordering memory tests, never relied on for correctness."""
+address: ``(1, 1)`` always, ``(0, 0)`` never, ``(0, 1)`` sometimes, then (at
+``LOW_BITS + n``) register n's known low bits ``(k, c)``: its value is ``c`` modulo
+``2**k``.  The second part is a guess for ordering memory tests, never relied on
+for correctness; the others must hold on every run."""
 
 STACKISH = 11
+LOW_BITS = 22
+LOW_BITS_MAX = 3
+"""Low bits are followed up to 8-byte alignment, the widest access."""
 
 NOWHERE: Range = (0, 0)
 STACK: Range = (1, 1)
+UNKNOWN_BITS: Range = (0, 0)
 
 
 def entry_state(r10: Range) -> State:
-    """Ranges on entry to a function: anything, but r10 in ``r10`` and a stack address."""
-    return [FULL] * 10 + [r10] + [NOWHERE] * 10 + [STACK]
+    """Facts on entry to a function: anything, but r10 in ``r10``, a stack address
+    and 8-aligned (frame tops are: the stack size is a multiple of 8)."""
+    bits = [UNKNOWN_BITS] * 10 + [(LOW_BITS_MAX, 0)]
+    return [FULL] * 10 + [r10] + [NOWHERE] * 10 + [STACK] + bits
 
 
 def unknown_state() -> State:
-    return [FULL] * 11 + [(0, 1)] * 11
+    return [FULL] * 11 + [(0, 1)] * 11 + [UNKNOWN_BITS] * 11
 
 
 FULL: Range = (0, MASK64)
 
 _WIDEN_AFTER = 2
-"""Visits of a loop header before growing bounds of registers its loop writes jump to
-the full range."""
+"""Arrivals over its loop's backward jumps that change a loop header's state before
+growing bounds of registers the loop writes jump to the full range; arrivals from
+outside the loop do not count, so an inner loop settles anew for each state its
+enclosing loop brings (widening there bounds how often that happens)."""
 
 _WIDEN_ALL_AFTER = 6
 """Visits of a loop header before growing bounds of every register do (termination)."""
+
+_MAX_STEPS_PER_BLOCK = 200
+"""A bound on the analysis' work: past it every reachable block is given the unknown
+state (true of every run), so compilation time stays linear in the worst case."""
 
 
 def cut(value: Range, width: int) -> Range:
@@ -115,6 +142,128 @@ RAW_RESULT: dict[Op, Callable[[Range, Range, int], Range]] = {
 intervals (already cut to the width): outside ``[0, mask]`` means it may wrap."""
 
 
+def low_bits(state: State, register: int) -> Range:
+    """Register ``register``'s known low bits ``(k, c)`` (exact for a constant)."""
+    low, high = state[register]
+    if low == high:
+        return (LOW_BITS_MAX, low & ((1 << LOW_BITS_MAX) - 1))
+    return state[LOW_BITS + register]
+
+
+def _constant_bits(value: int) -> Range:
+    return (LOW_BITS_MAX, value & ((1 << LOW_BITS_MAX) - 1))
+
+
+def _bits(k: int, c: int) -> Range:
+    return (k, c & ((1 << k) - 1))
+
+
+def _known_prefix(known: int, value: int) -> Range:
+    """Low bits from a mask of known bit positions: the run of known ones from bit 0."""
+    k = 0
+    while k < LOW_BITS_MAX and known >> k & 1:
+        k += 1
+    return _bits(k, value)
+
+
+def _mask(bits: Range) -> int:
+    return (1 << bits[0]) - 1
+
+
+def _and_bits(a: Range, b: Range) -> Range:
+    ka, kb = _mask(a), _mask(b)
+    return _known_prefix((ka & kb) | (ka & ~a[1]) | (kb & ~b[1]), a[1] & b[1])
+
+
+def _or_bits(a: Range, b: Range) -> Range:
+    ka, kb = _mask(a), _mask(b)
+    return _known_prefix((ka & kb) | (ka & a[1]) | (kb & b[1]), a[1] | b[1])
+
+
+def _shift_bits(a: Range, b: Range, left: bool) -> Range:
+    if b[0] < LOW_BITS_MAX:
+        return UNKNOWN_BITS  # the amount is not known
+    amount = b[1]  # a constant amount: its low bits hold it when below 8
+    if left:
+        return _bits(min(a[0] + amount, LOW_BITS_MAX), a[1] << amount)
+    return _bits(max(a[0] - amount, 0), a[1] >> amount)
+
+
+LOW_BITS_RESULT: dict[Op, Callable[[Range, Range], Range]] = {
+    Op.ADD: lambda a, b: _bits(min(a[0], b[0]), a[1] + b[1]),
+    Op.SUB: lambda a, b: _bits(min(a[0], b[0]), a[1] - b[1]),
+    Op.MUL: lambda a, b: _bits(min(a[0], b[0]), a[1] * b[1]),
+    Op.AND: _and_bits,
+    Op.OR: _or_bits,
+    Op.XOR: lambda a, b: _bits(min(a[0], b[0]), a[1] ^ b[1]),
+    Op.MOV: lambda a, b: b,
+    Op.LSH: lambda a, b: _shift_bits(a, b, True),
+    Op.RSH: lambda a, b: _shift_bits(a, b, False),
+}
+"""The known low bits of ``dst OP src`` from the operands' (both operations and
+reductions to 32 or 64 bits keep the low bits); operations not listed: unknown."""
+
+
+def _operand_bits(insn: Instruction, state: State) -> tuple[Range, Range]:
+    a = low_bits(state, insn.dst)
+    if insn.spec.form in (Form.ALU_IMM, Form.COND_IMM):
+        return a, _constant_bits(immediate_operand(insn.imm, insn.spec.width))
+    return a, low_bits(state, insn.src)
+
+
+def _shift_amount_bits(insn: Instruction, state: State) -> Range:
+    """A shift's amount as low bits: known only when constant and below 8."""
+    _a, b = operands(insn, state)
+    amount = _shift_amount(b, insn.spec.width)
+    if amount is None or amount >= 1 << LOW_BITS_MAX:
+        return UNKNOWN_BITS
+    return (LOW_BITS_MAX, amount)
+
+
+def _result_bits(insn: Instruction, state: State) -> Range:
+    """The known low bits of the register ``insn`` writes (before it writes it)."""
+    op = insn.spec.op
+    if op in LOW_BITS_RESULT:
+        a, b = _operand_bits(insn, state)
+        if op in (Op.LSH, Op.RSH):
+            b = _shift_amount_bits(insn, state)
+        return LOW_BITS_RESULT[op](a, b)
+    if op is Op.NEG:
+        a = low_bits(state, insn.dst)
+        return _bits(a[0], -a[1])
+    if op in (Op.LE, Op.MOVSX):
+        # a cut to 16 bits or more, a sign extension from 8 bits or more
+        return low_bits(state, insn.src if op is Op.MOVSX else insn.dst)
+    return UNKNOWN_BITS
+
+
+def tighten(value: Range, bits: Range) -> Range | None:
+    """``value`` with both ends moved in to the nearest values with low bits ``bits``;
+    None if it holds no such value."""
+    k, c = bits
+    if k == 0:
+        return value
+    modulus = 1 << k
+    low = value[0] + (c - value[0]) % modulus
+    high = value[1] - (value[1] - c) % modulus
+    return (low, high) if low <= high else None
+
+
+def _settle(state: State, register: int) -> bool:
+    """Make a register's range and low bits agree; False if no value fits both."""
+    low, high = state[register]
+    if low == high:
+        state[LOW_BITS + register] = _constant_bits(low)
+        return True
+    tight = tighten((low, high), state[LOW_BITS + register])
+    if tight is None:
+        return False
+    state[register] = tight
+    if tight[0] == tight[1]:
+        state[LOW_BITS + register] = _constant_bits(tight[0])
+    return True
+
+
 def operands(insn: Instruction, state: State) -> tuple[Range, Range]:
     """The ranges of an ALU or jump instruction's operands, cut to its width."""
     width = insn.spec.width
@@ -139,10 +288,34 @@ def _size_range(size: int) -> Range:
     return (0, WIDTH_MASK[size * 8])
 
 
+ACCESSED = (1, ADDRESS_SPACE_END)
+"""Addresses an access can succeed at: regions lie above 0 and below ``2**32``."""
+
+
+def _accessed(insn: Instruction, state: State) -> None:
+    """Narrow a load's or store's base register to what the access succeeding means."""
+    base = insn.src if insn.spec.op in (Op.LOAD, Op.LOADSX) else insn.dst
+    off, size = insn.off, insn.spec.size
+    low, high = state[base]
+    if off > 0 and high + off > MASK64:
+        return  # the address may wrap to a small one: the base may be near 2**64
+    narrowed = (max(low, ACCESSED[0] - off), min(high, ACCESSED[1] - size - off))
+    if narrowed[0] <= narrowed[1]:
+        state[base] = narrowed
+        _settle(state, base)
+
+
+_ACCESS_OPS = frozenset({Op.LOAD, Op.LOADSX, Op.STORE, Op.ATOMIC_CMPXCHG, *ATOMIC_OPS})
+
+
 def step(insn: Instruction, state: State) -> None:
     """Apply an instruction that does not end its block (or a call) to ``state``."""
     spec = insn.spec
     op = spec.op
+    if op in _ACCESS_OPS:
+        _accessed(insn, state)
+    written_now = written(insn)
+    bits = _result_bits(insn, state)
     if op in RAW_RESULT:
         state[insn.dst] = binary(insn, state)[0]
     elif op is Op.LE:
@@ -166,6 +339,9 @@ def step(insn: Instruction, state: State) -> None:
         state[0:6] = [FULL] * 6
     elif op in (Op.LD_ABS, Op.LD_IND):
         state[0] = _size_range(spec.size)
+    for register in written_now:
+        state[LOW_BITS + register] = bits if register == insn.dst else UNKNOWN_BITS
+        _settle(state, register)
     _follow_pointers(insn, state)
 
 
@@ -268,27 +444,62 @@ def narrow(insn: Instruction, state: State, taken: bool) -> State | None:
     if a[0] > a[1] or b[0] > b[1]:
         return None
     result = list(state)
+    if op is Op.JEQ and registers[1] is not None:
+        # equal values have equal low bits: each side learns the other's
+        common = _meet_bits(low_bits(state, insn.dst), low_bits(state, registers[1]))
+        if common is None:
+            return None
+        for register in registers:
+            if register is not None:
+                result[LOW_BITS + register] = common
     for register, value in zip(registers, (a, b), strict=True):
         if register is not None:
             result[register] = value
+            if not _settle(result, register):
+                return None
     return result
 
 
+def _meet_bits(x: Range, y: Range) -> Range | None:
+    """The low bits of a value both facts describe; None if they contradict."""
+    k = min(x[0], y[0])
+    if (x[1] - y[1]) % (1 << k):
+        return None
+    return x if x[0] >= y[0] else y
+
+
+def _join_bits(x: Range, y: Range) -> Range:
+    """The low bits two facts agree on."""
+    k = min(x[0], y[0])
+    while k and (x[1] - y[1]) % (1 << k):
+        k -= 1
+    return _bits(k, x[1])
+
+
 def join(old: State, new: State) -> State:
-    return [
-        (min(x[0], y[0]), max(x[1], y[1])) if x != y else x for x, y in zip(old, new, strict=True)
+    joined = [
+        (min(x[0], y[0]), max(x[1], y[1])) if x != y else x
+        for x, y in zip(old[:LOW_BITS], new[:LOW_BITS], strict=True)
     ]
+    joined += [_join_bits(low_bits(old, n), low_bits(new, n)) for n in range(STACKISH)]
+    for register in range(STACKISH):
+        _settle(joined, register)  # a join of constants may know fewer bits
+    return joined
 
 
 def widen(old: State, new: State, registers: frozenset[int]) -> State:
     """``new`` (which contains ``old``) with each bound of ``registers`` that moved
-    pushed to the end of the range."""
-    return [
+    pushed to the end of the range (then in to the known low bits)."""
+    widened = [
         (x[0] if y[0] >= x[0] else 0, x[1] if y[1] <= x[1] else MASK64)
         if register in registers
         else y
-        for register, (x, y) in enumerate(zip(old, new, strict=True))
+        for register, (x, y) in enumerate(zip(old[:STACKISH], new[:STACKISH], strict=True))
     ]
+    widened += new[STACKISH:]
+    for register in range(STACKISH):
+        _settle(widened, register)
+    return widened
 
 
 ALL_REGISTERS = frozenset(range(11))
@@ -323,10 +534,15 @@ def fixpoint(
     """
     states: list[State | None] = [None] * count
     visits = [0] * count
+    """Changes of each header's state brought by its loop's backward jumps."""
     states[0] = entry
     work = [0]
     queued = {0}
+    steps = 0
     while work:
+        steps += 1
+        if steps > _MAX_STEPS_PER_BLOCK * count:
+            return [None if s is None else unknown_state() for s in states]
         index = heapq.heappop(work)
         queued.discard(index)
         state = states[index]
@@ -334,11 +550,12 @@ def fixpoint(
             continue
         for successor, out in successors(index, through(index, list(state))):
             old = states[successor]
+            backward = successor <= index
             if old is None:
                 new = out
             else:
                 new = join(old, out)
-                if successor in headers and visits[successor] >= _WIDEN_AFTER:
+                if backward and successor in headers and visits[successor] >= _WIDEN_AFTER:
                     loop_writes = headers[successor]
                     if visits[successor] >= _WIDEN_ALL_AFTER:
                         loop_writes = ALL_REGISTERS
@@ -346,7 +563,7 @@ def fixpoint(
                 if new == old:
                     continue
             states[successor] = new
-            visits[successor] += 1
+            visits[successor] += backward
             if successor not in queued:
                 queued.add(successor)
                 heapq.heappush(work, successor)

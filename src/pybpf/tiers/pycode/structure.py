@@ -7,8 +7,9 @@ pc), and the blocks it may skip are *guarded*: they run only when ``b <= their
 pc``.  A jump out of several loops at once breaks out level by level; the code
 after each loop passes it on (a negative ``b`` continues an enclosing loop).
 
-Also here: how far the meter may run between two budget tests, and the value
-ranges of the registers at each block's entry.
+Also here: how far the meter may run between two budget tests, which loops a
+counter bounds (:mod:`.counted`), and the value ranges of the registers at each
+block's entry.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pybpf.isa.table import CONDITIONAL_JUMP_OPS, Op
 from pybpf.program import Block, Program
 from pybpf.tiers.pycode import ranges
+from pybpf.tiers.pycode.counted import Counted, LoopShape, counted_loop
 
 NO_FALL_THROUGH = frozenset({Op.EXIT, Op.JA})
 """Block-ending operations after which control never reaches the next block."""
@@ -106,6 +108,8 @@ class Function:
     they skip (source block to target block)."""
     reach: list[int] = field(default_factory=list)
     """Longest run of instructions from each block to the next budget test."""
+    counted: dict[int, Counted] = field(default_factory=dict)
+    """Loops (by first block) whose passes a counter bounds (:mod:`.counted`)."""
     entry_ranges: list[ranges.State | None] = field(default_factory=list)
     """Register ranges as each block starts (None: the block is unreachable)."""
     uses_memory: bool = False
@@ -201,6 +205,7 @@ def analyse(
     function.skips = _skips(function)
     _mark_jumps(function)
     function.reach = _reach(function, program, inlined)
+    function.counted = _counted_loops(function, program, inlined)
     function.entry_ranges = ranges.fixpoint(
         len(blocks),
         entry_state,
@@ -209,6 +214,53 @@ def analyse(
         _loop_writes(function, backward),
     )
     return function
+
+
+def _counted_loops(
+    function: Function, program: Program, inlined: dict[int, int]
+) -> dict[int, Counted]:
+    """The loops :func:`~.counted.counted_loop` bounds, among those it may look at:
+    innermost, entered only at their first block, calling nothing not written out."""
+    found: dict[int, Counted] = {}
+    entered = {
+        (source, target) for source, target in enumerate(function.targets) if target is not None
+    }
+    for loop in function.loops:
+        inside = range(loop.first, loop.last + 1)
+        if any(other is not loop and other.first in inside for other in function.loops):
+            continue
+        if any(t in inside and t != loop.first and s not in inside for s, t in entered):
+            continue
+        lengths: list[int] = []
+        written: list[int] = []
+        calls = False
+        for i in inside:
+            _start, body = function.blocks[i]
+            length = len(body)
+            for pc, insn in body:
+                op = insn.spec.op
+                if op in (Op.CALL, Op.CALLX):
+                    calls = True
+                elif op is Op.CALL_LOCAL:
+                    callee = program.target_of(pc, insn)
+                    calls |= callee not in inlined
+                    length += inlined.get(callee, 0) if callee is not None else 0
+                written += ranges.written(insn)
+            lengths.append(length)
+        if calls:
+            continue
+        shape = LoopShape(
+            loop.first,
+            loop.last,
+            [[insn for _pc, insn in function.blocks[i][1]] for i in inside],
+            function.targets[loop.first : loop.last + 1],
+            function.falls[loop.first : loop.last + 1],
+            lengths,
+        )
+        counted = counted_loop(shape, written)
+        if counted is not None:
+            found[loop.first] = counted
+    return found
 
 
 def _loop_writes(function: Function, backward: list[tuple[int, int]]) -> dict[int, frozenset[int]]:

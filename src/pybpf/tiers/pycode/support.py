@@ -9,6 +9,7 @@ from pybpf.errors import CallDepthExceededError
 from pybpf.isa.semantics import BINARY_OPS, byte_swap
 from pybpf.runtime.helpers import invoke_helper
 from pybpf.runtime.machine import Frame
+from pybpf.tiers.pycode.counted import TRIPS
 
 UNPACK = {size: f"_U{size}" for size in (1, 2, 4, 8)}
 PACK = {size: f"_P{size}" for size in (1, 2, 4, 8)}
@@ -58,6 +59,8 @@ def namespace() -> dict[str, Any]:
     }
     for op, function in BINARY_OPS.items():
         names[f"_alu_{op.value}"] = function
+    for op, passes in TRIPS.items():
+        names[f"_passes_{op.value}"] = passes
     for size, code in _CODECS.items():
         codec = struct.Struct(code)
         names[UNPACK[size]] = codec.unpack_from
