@@ -18,6 +18,8 @@ BLOCK_ENDING_OPS = (
 """Operations that end a basic block: jumps, exits, and anything that may end the run
 (calls, legacy packet loads), so a block, once entered, either runs to its end or
 faults."""
+NO_FALL_THROUGH = frozenset({Op.JA, Op.EXIT})
+"""Block-ending operations after which control never reaches the next instruction."""
 
 _ENDING_SPECS = frozenset(spec for spec in INSTRUCTIONS if spec.op in BLOCK_ENDING_OPS)
 _SPEC_OF = attrgetter("spec")
@@ -180,6 +182,21 @@ class Program:
         if blocks is None:
             raise ValueError(f"slots {entry} to {end} are not a function of the program")
         return list(blocks)
+
+    def block_edges(self, blocks: list[Block]) -> tuple[list[int | None], list[bool]]:
+        """For each of a function's blocks: the index of the block its final jump goes
+        to (None for no jump, and for a local call), and whether it may run on into
+        the next block."""
+        index = {start: i for i, (start, _body) in enumerate(blocks)}
+        targets: list[int | None] = []
+        falls: list[bool] = []
+        for _start, body in blocks:
+            pc, final = body[-1]
+            op = final.spec.op
+            target = None if op is _CALL_LOCAL else self.target_of(pc, final)
+            targets.append(None if target is None else index[target])
+            falls.append(op not in NO_FALL_THROUGH)
+        return targets, falls
 
 
 _TARGET_FIELD: dict[Form, str] = {

@@ -24,10 +24,9 @@ from pybpf.isa.semantics import ATOMIC_OPS, MASK32, MASK64, WIDTH_MASK, immediat
 from pybpf.isa.table import Form, Op
 from pybpf.program import BLOCK_ENDING_OPS, Program
 from pybpf.runtime.machine import MachineConfig, in_current_frame
-from pybpf.runtime.memory import STACK_BASE
-from pybpf.tiers.pycode import ranges
 from pybpf.tiers.pycode.structure import Function, Loop, analyse, inline_length
 from pybpf.tiers.pycode.support import PACK, UNPACK
+from pybpf.verifier import frames, ranges
 
 _REGS = ", ".join(f"r{n}" for n in range(11))
 _CALLER_REGS = ", ".join(f"r{n}" for n in range(10))
@@ -210,15 +209,8 @@ class Generator:
         self.max_depth = config.max_call_depth
         # the stack region as Machine.create lays it out (CompiledPython.run checks);
         # the main function's r10 is its top, frame k's is k - 1 frames below
-        self.stack_top = STACK_BASE + config.stack_size * config.max_call_depth
-        deepest = self.stack_top - self.frame_size * max(1, self.max_depth - 1)
-        callee_r10 = (
-            min(deepest, self.stack_top - self.frame_size),
-            self.stack_top - self.frame_size,
-        )
-        main_r10 = (self.stack_top, self.stack_top)
-        if 0 in {program.target_of(pc, i) for pc, i in program if i.spec.op is Op.CALL_LOCAL}:
-            main_r10 = (callee_r10[0], self.stack_top)
+        self.stack_top = frames.stack_top(config)
+        main_r10, callee_r10 = frames.frame_tops(program, config)
         self.inlined: dict[int, int] = {}
         for entry, end in program.functions:
             length = inline_length(program, entry, end)
@@ -611,13 +603,11 @@ class Generator:
         needs testing) or ``any``.  Regions never overlap, so an address that cannot
         be in the stack region need not be tested against it, and the other way round.
         """
+        if frames.in_frame(state, base, off, size, self.frame_size):
+            return "frame"
         low, high = state[base][0] + off, state[base][1] + off
         top = self.stack_top
         bottom = top - self.frame_size * self.max_depth
-        frame_low, frame_top = state[10]
-        if frame_low == frame_top and low >= frame_top - self.frame_size:
-            if high + size <= frame_top:
-                return "frame"
         if low >= bottom and high + size <= top:
             return "stack"
         if 0 <= low and high <= MASK64 and (high + size <= bottom or low >= top):

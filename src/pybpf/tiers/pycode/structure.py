@@ -18,11 +18,8 @@ from dataclasses import dataclass, field
 
 from pybpf.isa.table import CONDITIONAL_JUMP_OPS, Op
 from pybpf.program import Block, Program
-from pybpf.tiers.pycode import ranges
 from pybpf.tiers.pycode.counted import Counted, LoopShape, counted_loop
-
-NO_FALL_THROUGH = frozenset({Op.EXIT, Op.JA})
-"""Block-ending operations after which control never reaches the next block."""
+from pybpf.verifier import frames, ranges
 
 MAX_LOOP_NESTING = 12
 """Deeper loop nests are flattened into one loop (CPython allows 20 nested blocks)."""
@@ -176,16 +173,7 @@ def analyse(
     """
     blocks = program.basic_blocks(entry, end)
     starts = [start for start, _ in blocks]
-    index = {start: i for i, start in enumerate(starts)}
-    targets: list[int | None] = []
-    falls: list[bool] = []
-    for _start, body in blocks:
-        pc, final = body[-1]
-        op = final.spec.op
-        target = program.target_of(pc, final)
-        jumps = target is not None and op is not Op.CALL_LOCAL
-        targets.append(index[target] if jumps and target is not None else None)
-        falls.append(op not in NO_FALL_THROUGH)
+    targets, falls = program.block_edges(blocks)
     function = Function(entry, blocks, starts, end, targets, falls)
     function.jumped_to = {t for t in targets if t is not None}
     backward = [(i, t) for i, t in enumerate(targets) if t is not None and t <= i]
@@ -206,12 +194,8 @@ def analyse(
     _mark_jumps(function)
     function.reach = _reach(function, program, inlined)
     function.counted = _counted_loops(function, program, inlined)
-    function.entry_ranges = ranges.fixpoint(
-        len(blocks),
-        entry_state,
-        lambda i, state: _through(function, i, state),
-        lambda i, state: _successors(function, i, state),
-        _loop_writes(function, backward),
+    function.entry_ranges = frames.block_ranges(
+        program, blocks, entry_state, _loop_writes(function, backward)
     )
     return function
 
@@ -355,33 +339,3 @@ def _reach(function: Function, program: Program, inlined: dict[int, int]) -> lis
                 onward = max(onward, reach[target])
         reach[i] = len(body) + onward
     return reach
-
-
-def _through(function: Function, index: int, state: ranges.State) -> ranges.State:
-    """Register ranges after block ``index`` (its final jump not yet taken)."""
-    _start, body = function.blocks[index]
-    for _pc, insn in body:
-        if insn.spec.op not in CONDITIONAL_JUMP_OPS:
-            ranges.step(insn, state)
-    return state
-
-
-def _successors(
-    function: Function, index: int, state: ranges.State
-) -> list[tuple[int, ranges.State]]:
-    _start, body = function.blocks[index]
-    final = body[-1][1]
-    target = function.targets[index]
-    following = index + 1
-    result: list[tuple[int, ranges.State]] = []
-    if final.spec.op in CONDITIONAL_JUMP_OPS and target is not None:
-        for successor, taken in ((target, True), (following, False)):
-            narrowed = ranges.narrow(final, state, taken)
-            if narrowed is not None and successor < len(function.blocks):
-                result.append((successor, narrowed))
-        return result
-    if target is not None:
-        result.append((target, state))
-    if function.falls[index] and following < len(function.blocks):
-        result.append((following, state))
-    return result

@@ -11,7 +11,7 @@ from enum import Enum
 
 from pybpf.isa.instruction import Instruction, written_registers
 from pybpf.isa.table import INSTRUCTIONS, Form, InsnSpec, Op
-from pybpf.program import Block, Program
+from pybpf.program import NO_FALL_THROUGH, Block, Program
 from pybpf.runtime.machine import in_current_frame
 
 ATOMIC_OPS = frozenset(
@@ -25,8 +25,6 @@ ATOMIC_OPS = frozenset(
     }
 )
 """Every atomic read-modify-write: each is a checked store."""
-NO_FALL_THROUGH = frozenset({Op.JA, Op.EXIT})
-"""Operations after which control never reaches the next instruction."""
 _CALL_LOCAL = Op.CALL_LOCAL  # (tested per block: an enum attribute is a slow look-up)
 _JUMP_LONG = Form.JUMP_LONG  # the one jump form whose offset is in imm
 

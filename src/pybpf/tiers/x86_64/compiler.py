@@ -14,8 +14,10 @@ of that slot's lowest address, one unsigned compare against its count of valid
 starts, and an add of its host address; a miss, or an access nobody predicted,
 calls a shared routine that looks the slot up, and that routine leaves the run
 with a memory trap when the access is outside every region.  The prediction only
-picks the fast path: it never decides whether an access is allowed.  Only constant
-offsets from r10 inside the current frame skip the check.  The meter is charged
+picks the fast path: it never decides whether an access is allowed.  Two kinds
+of access skip the check: constant offsets from r10 inside the current frame, and
+accesses the value ranges prove inside it (:func:`~pybpf.verifier.frames.frame_accesses`),
+addressed from rbp as ``[rbp + base + (off - r10)]`` with r10's known value.  The meter is charged
 per basic block; a block that would overrun it returns to Python, which hands the
 run to the interpreter at that block.  A division whose dividend and divisor are
 those of the division just before it (``n / d`` then ``n % d``) reuses its result.
@@ -33,13 +35,12 @@ from pybpf.errors import TrapKind
 from pybpf.isa.instruction import Instruction, written_registers
 from pybpf.isa.semantics import MASK64, WIDTH_MASK
 from pybpf.isa.table import INSTRUCTIONS, Form, InsnSpec, Op
-from pybpf.program import Program
+from pybpf.program import NO_FALL_THROUGH, Block, Program
 from pybpf.runtime.machine import MachineConfig, in_current_frame
 from pybpf.runtime.memory import INPUT_BASE, STACK_BASE
 from pybpf.tiers.x86_64 import layout
 from pybpf.tiers.x86_64.analysis import (
     ATOMIC_OPS,
-    NO_FALL_THROUGH,
     CalleeEffects,
     MeterPlan,
     access_kinds,
@@ -48,6 +49,7 @@ from pybpf.tiers.x86_64.analysis import (
 )
 from pybpf.tiers.x86_64.encoder import AluOp, Assembler, Cond, Label, ShiftOp, UnaryOp
 from pybpf.tiers.x86_64.layout import Status
+from pybpf.verifier import frames, ranges
 
 RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI = 0, 1, 2, 3, 4, 5, 6, 7
 R8, R9, R10, R11, R12, R13, R14, R15 = 8, 9, 10, 11, 12, 13, 14, 15
@@ -117,6 +119,10 @@ class NativeCode:
     stubs: int = 0
     stubs_offset: int = 0
     """Where the out-of-line code begins (after the record loop)."""
+    frame_proofs: int = 0
+    """How many accesses go unchecked because the value ranges place them inside the
+    current frame (:func:`~pybpf.verifier.frames.frame_accesses`); such code assumes
+    the stack :func:`~pybpf.verifier.frames.stack_top` describes."""
 
 
 ColdPath = Callable[[], None]
@@ -169,6 +175,11 @@ class _Compiler:
     """(pc, register, width) when the zero flag tells whether that register is 0 at that
     pc: set by the ALU instruction just before it, in the same block."""
     frame_size: int = 0
+    frame_proofs: dict[int, int] = field(default_factory=dict)
+    """pc -> r10's VM value there, for each access proven inside the current frame."""
+    unproven: tuple[int, list[Block]] | None = None
+    """The function being compiled (entry, blocks) until its first access through a
+    register other than r10 asks for the proofs (:meth:`frame_top_at`)."""
     accesses: tuple[tuple[int, bool], ...] = ()
     """(size, write) of the kinds of memory access the program has (:func:`access_kinds`)."""
     saved_registers: dict[int, tuple[int, ...]] = field(default_factory=dict)
@@ -205,6 +216,20 @@ class _Compiler:
         self.asm.mov_rr(scratch, FP)
         self.asm.alu_rm(_SUB, scratch, CTX, layout.STACK_DELTA)
         return scratch
+
+    def frame_top_at(self, pc: int) -> int | None:
+        """r10's VM value at the access at ``pc`` if the value ranges prove it inside
+        the current frame, else None.  The analysis runs on the first such question
+        in a function: a function with none pays nothing for it."""
+        if self.unproven is not None:
+            entry, blocks = self.unproven
+            self.unproven = None
+            main_r10, callee_r10 = frames.frame_tops(self.program, self.config)
+            r10 = main_r10 if entry == 0 else callee_r10
+            self.frame_proofs |= frames.frame_accesses(
+                self.program, blocks, ranges.entry_state(r10), self.frame_size
+            )
+        return self.frame_proofs.get(pc)
 
     def translate(self, base: int, off: int, size: int, write: bool, pc: int) -> None:
         """Leave the host address of ``[base + off]`` in rax (clobbers rcx), or trap.
@@ -357,6 +382,7 @@ class _Compiler:
             self.saved_registers,
             cold_count,
             stubs_offset,
+            len(self.frame_proofs),
         )
 
     def function(self, entry: int, end: int) -> None:
@@ -372,6 +398,7 @@ class _Compiler:
             if start in jump_targets:
                 labels[start] = asm.label()
         self.regions = list(_ENTRY_PREDICTION if entry == 0 else _NO_PREDICTION)
+        self.unproven = (entry, blocks)
         self.incoming.clear()
         falls_through = True
         self.plan = meter_plan(blocks)
@@ -719,28 +746,39 @@ class _Compiler:
         if in_current_frame(insn.src, insn.off, size, self.frame_size):
             self.asm.load(dst, FP, insn.off, size * 8, signed)
             return
+        top = self.frame_top_at(pc)
+        if top is not None:  # host address: the frame's top plus (base + off - r10)
+            self.asm.load(dst, FP, insn.off - top, size * 8, signed, REGISTER_MAP[insn.src])
+            return
         self.translate(insn.src, insn.off, size, False, pc)
         self.asm.load(dst, RAX, 0, size * 8, signed)
 
     def store(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
         size = insn.spec.size
+        index = None
         if in_current_frame(insn.dst, insn.off, size, self.frame_size):
             base, disp = FP, insn.off
+        elif (top := self.frame_top_at(pc)) is not None:  # as in load
+            base, disp, index = FP, insn.off - top, REGISTER_MAP[insn.dst]
         else:
             self.translate(insn.dst, insn.off, size, True, pc)
             base, disp = RAX, 0
         if insn.spec.form is _STORE_IMM:
             imm = insn.imm if size == 8 else insn.imm & WIDTH_MASK[size * 8]
-            asm.store_i(base, disp, imm, size * 8)
+            asm.store_i(base, disp, imm, size * 8, index)
         else:  # the value after the check, which may clobber rcx
-            asm.store_r(base, disp, self.value_of(insn.src, RCX), size * 8)
+            asm.store_r(base, disp, self.value_of(insn.src, RCX), size * 8, index)
 
     def atomic(self, pc: int, insn: Instruction) -> None:
         asm = self.asm
         spec = insn.spec
         width = spec.width
-        self.translate(insn.dst, insn.off, spec.size, True, pc)
+        top = self.frame_top_at(pc)
+        if top is None:
+            self.translate(insn.dst, insn.off, spec.size, True, pc)
+        else:  # as in load
+            asm.lea(RAX, FP, insn.off - top, REGISTER_MAP[insn.dst])
         src = self.value_of(insn.src, RCX)  # r10 only where the source is not written back
         op = spec.op
         if op is Op.ATOMIC_CMPXCHG:

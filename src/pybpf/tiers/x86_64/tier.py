@@ -35,6 +35,7 @@ from pybpf.tiers.x86_64.analysis import stack_footprint
 from pybpf.tiers.x86_64.compiler import NativeCode, compile_program
 from pybpf.tiers.x86_64.executable import ExecutableMemory, unavailable_reason
 from pybpf.tiers.x86_64.layout import Status
+from pybpf.verifier import frames
 
 if TYPE_CHECKING:
     from pybpf.vm import VM
@@ -103,6 +104,8 @@ class CompiledNative:
         self._code = ExecutableMemory(self.native.code)
         self._entry = _ENTRY_TYPE(self._code.address + self.native.entry)
         self._batch_entry = _ENTRY_TYPE(self._code.address + self.native.batch_entry)
+        self._proven_top = frames.stack_top(config) if self.native.frame_proofs else -1
+        """The stack top the code's frame proofs assume (-1: it has none)."""
         # the context is a bytearray pinned for the object's lifetime: struct writes it fast
         self._context = bytearray(layout.context_size(config.max_call_depth, config.stack_size))
         self._context_pin = ctypes.c_char.from_buffer(self._context)
@@ -216,6 +219,8 @@ class CompiledNative:
         """
         words, rows = self._words, self._rows
         stack, packet = m.stack, m.packet
+        if self._proven_top >= 0 and stack.vm_end != self._proven_top:
+            return -1  # the code's frame proofs assume the stack Machine.create lays out
         stack_host = packet_host = -1
         mapped = 0
         for region in m.memory.regions:

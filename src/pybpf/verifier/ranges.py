@@ -77,8 +77,9 @@ _WIDEN_ALL_AFTER = 6
 """Visits of a loop header before growing bounds of every register do (termination)."""
 
 _MAX_STEPS_PER_BLOCK = 200
-"""A bound on the analysis' work: past it every reachable block is given the unknown
-state (true of every run), so compilation time stays linear in the worst case."""
+"""A bound on the analysis' work: past it every block is given the unknown state
+(true of every run; blocks not reached yet may still be reachable), so compilation
+time stays linear in the worst case."""
 
 
 def cut(value: Range, width: int) -> Range:
@@ -292,9 +293,14 @@ ACCESSED = (1, ADDRESS_SPACE_END)
 """Addresses an access can succeed at: regions lie above 0 and below ``2**32``."""
 
 
+def access_base(insn: Instruction) -> int:
+    """The register holding a load's, store's or atomic's base address."""
+    return insn.src if insn.spec.op in _LOADS else insn.dst
+
+
 def _accessed(insn: Instruction, state: State) -> None:
     """Narrow a load's or store's base register to what the access succeeding means."""
-    base = insn.src if insn.spec.op in (Op.LOAD, Op.LOADSX) else insn.dst
+    base = access_base(insn)
     off, size = insn.off, insn.spec.size
     low, high = state[base]
     if off > 0 and high + off > MASK64:
@@ -305,14 +311,16 @@ def _accessed(insn: Instruction, state: State) -> None:
         _settle(state, base)
 
 
-_ACCESS_OPS = frozenset({Op.LOAD, Op.LOADSX, Op.STORE, Op.ATOMIC_CMPXCHG, *ATOMIC_OPS})
+_LOADS = (Op.LOAD, Op.LOADSX)
+ACCESS_OPS = frozenset({*_LOADS, Op.STORE, Op.ATOMIC_CMPXCHG, *ATOMIC_OPS})
+"""Operations that read or write memory at ``base + off`` (legacy packet loads aside)."""
 
 
 def step(insn: Instruction, state: State) -> None:
     """Apply an instruction that does not end its block (or a call) to ``state``."""
     spec = insn.spec
     op = spec.op
-    if op in _ACCESS_OPS:
+    if op in ACCESS_OPS:
         _accessed(insn, state)
     written_now = written(insn)
     bits = _result_bits(insn, state)
@@ -542,7 +550,7 @@ def fixpoint(
     while work:
         steps += 1
         if steps > _MAX_STEPS_PER_BLOCK * count:
-            return [None if s is None else unknown_state() for s in states]
+            return [unknown_state() for _ in states]
         index = heapq.heappop(work)
         queued.discard(index)
         state = states[index]
