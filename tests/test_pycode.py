@@ -26,8 +26,11 @@ from pybpf import (
 from pybpf.asm import assemble
 from pybpf.isa import Op
 from pybpf.isa.semantics import MASK64
+from pybpf.tiers import available_tiers
 from pybpf.tiers.pycode.counted import NEVER, TRIPS
 from test_differential import EXAMPLES, programs
+
+COMPILING_TIERS = [n for n, reason in available_tiers() if reason is None and n != "interp"]
 
 SHAPES: dict[str, str] = {
     "jump-into-loop": """
@@ -352,8 +355,9 @@ def outcome(program: Program, tier: str, budget: int, mem: bytes = b"") -> tuple
     return ("ok", result.r0, result.instructions, bytes(data))
 
 
+@pytest.mark.parametrize("tier", COMPILING_TIERS)
 @pytest.mark.parametrize("name", SHAPES)
-def test_shapes_match_at_every_budget(name: str) -> None:
+def test_shapes_match_at_every_budget(name: str, tier: str) -> None:
     program = assemble(SHAPES[name])
     for mem in (b"", bytes(8)):
         full = outcome(program, "interp", 10_000, mem)
@@ -361,7 +365,7 @@ def test_shapes_match_at_every_budget(name: str) -> None:
         assert isinstance(total, int)
         for budget in range(1, total + 3):
             expected = outcome(program, "interp", budget, mem)
-            assert outcome(program, "pycode", budget, mem) == expected, (budget, mem)
+            assert outcome(program, tier, budget, mem) == expected, (budget, mem)
 
 
 def test_deep_loop_nests_are_flattened_and_still_exact() -> None:
@@ -411,7 +415,7 @@ def test_a_wrapped_address_faults_with_the_wrapped_value() -> None:
         assert (info.value.pc, info.value.address, info.value.size) == (2, 8, 1)
 
 
-@pytest.mark.parametrize("tier", ["interp", "pycode"])
+@pytest.mark.parametrize("tier", ["interp", *COMPILING_TIERS])
 def test_a_call_written_in_place_still_meets_the_depth_limit(tier: str) -> None:
     program = assemble(SHAPES["inlined-leaf"])
     assert "t6 = r6" in VM(program, tier="pycode").listing()

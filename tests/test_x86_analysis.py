@@ -65,3 +65,20 @@ def test_calls_are_followed_by_a_checkpoint() -> None:
         """
     )
     assert plan.checkpoints == {0: 1, 1: 2}
+
+
+def test_a_call_written_in_place_is_paid_with_the_callers_path() -> None:
+    program = assemble(
+        """
+        call local f
+        add r0, 1
+        exit
+    f:
+        mov r0, 2
+        exit
+        """
+    )
+    blocks = program.basic_blocks(*program.functions[0])
+    plan = meter_plan(blocks, {3: 2})  # f starts at pc 3 and is two instructions long
+    assert plan.checkpoints == {0: 5}  # call, f's mov and exit, add, exit
+    assert plan.ahead[0] == 4

@@ -5,7 +5,8 @@ The proofs hold for the stack :meth:`~pybpf.runtime.machine.Machine.create` lays
 out: ``max_call_depth`` frames of ``stack_size`` bytes ending at
 :func:`stack_top`, the main function's frame on top (r10 is read-only and each
 call moves it down one frame).  A tier that relies on them runs a machine whose
-stack differs some other way.
+stack differs some other way.  Also here: the functions that never see their frame
+at all, simple enough to write out at each call site (:func:`inline_length`).
 """
 
 from __future__ import annotations
@@ -126,3 +127,22 @@ def frame_accesses(
             if insn.spec.op not in CONDITIONAL_JUMP_OPS:
                 ranges.step(insn, state)
     return proven
+
+
+def inline_length(program: Program, entry: int, end: int) -> int | None:
+    """The length of a function simple enough to be written out at each call site.
+
+    That is one block of arithmetic ending in ``exit``: nothing in it can fault,
+    call, test the budget or see its frame (it does not name r10), so the caller
+    can run it in place, counting its instructions with its own.
+    """
+    blocks = program.basic_blocks(entry, end)
+    if len(blocks) != 1:
+        return None
+    _start, body = blocks[0]
+    if body[-1][1].spec.op is not Op.EXIT:
+        return None
+    for _pc, insn in body[:-1]:
+        if insn.spec.op not in ranges.ARITHMETIC_OPS or 10 in (insn.dst, insn.src):
+            return None
+    return len(body)

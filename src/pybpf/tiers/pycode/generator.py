@@ -24,7 +24,7 @@ from pybpf.isa.semantics import ATOMIC_OPS, MASK32, MASK64, WIDTH_MASK, immediat
 from pybpf.isa.table import Form, Op
 from pybpf.program import BLOCK_ENDING_OPS, Program
 from pybpf.runtime.machine import MachineConfig, in_current_frame
-from pybpf.tiers.pycode.structure import Function, Loop, analyse, inline_length
+from pybpf.tiers.pycode.structure import Function, Loop, analyse
 from pybpf.tiers.pycode.support import PACK, UNPACK
 from pybpf.verifier import frames, ranges
 
@@ -213,7 +213,7 @@ class Generator:
         main_r10, callee_r10 = frames.frame_tops(program, config)
         self.inlined: dict[int, int] = {}
         for entry, end in program.functions:
-            length = inline_length(program, entry, end)
+            length = frames.inline_length(program, entry, end)
             if length is not None:
                 self.inlined[entry] = length
         self.functions = {
@@ -507,7 +507,7 @@ class Generator:
         ]
 
     def _inline(self, pc: int, callee: int, state: ranges.State) -> list[str]:
-        """A call of a function written out in place (see :func:`inline_length`).
+        """A call of a function written out in place (:func:`.frames.inline_length`).
 
         The callee starts from the caller's registers and leaves r0-r5 to it; r6-r9
         are put back as a return would.  It sees the caller's value ranges, which

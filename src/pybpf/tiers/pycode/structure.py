@@ -140,25 +140,6 @@ class Function:
         )
 
 
-def inline_length(program: Program, entry: int, end: int) -> int | None:
-    """The length of a function simple enough to be written out at each call site.
-
-    That is one block of arithmetic ending in ``exit``: nothing in it can fault,
-    call, test the budget or see its frame (it does not name r10), so the caller
-    can run it in place, counting its instructions with its own.
-    """
-    blocks = program.basic_blocks(entry, end)
-    if len(blocks) != 1:
-        return None
-    _start, body = blocks[0]
-    if body[-1][1].spec.op is not Op.EXIT:
-        return None
-    for _pc, insn in body[:-1]:
-        if insn.spec.op not in ranges.ARITHMETIC_OPS or 10 in (insn.dst, insn.src):
-            return None
-    return len(body)
-
-
 def analyse(
     program: Program,
     entry: int,

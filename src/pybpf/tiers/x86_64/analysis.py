@@ -6,6 +6,7 @@ They read the decoded program only; the compiler turns their answers into code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -48,14 +49,16 @@ class MeterPlan:
     """Block start -> what taking its final jump gives back (if not 0)."""
 
 
-def meter_plan(blocks: list[Block]) -> MeterPlan:
+def meter_plan(blocks: list[Block], inlined: Mapping[int, int] | None = None) -> MeterPlan:
     """Checkpoints at the function's entry, at every target of a backward jump (each
     loop iteration passes one), after every local call (the callee spent budget of
-    its own), and where a conditional backward jump falls through out of its loop (so
-    the iterations, not the exit, take the short way).  Between checkpoints control
-    only moves forward, so the longest path from each block is a sum over a DAG, found
-    in one backward pass: whether a forward successor is a checkpoint is settled by the
-    blocks after it, already seen.
+    its own) but those written out in place (``inlined``: callee entry -> its
+    length, paid for on the caller's path like its own instructions), and where a
+    conditional backward jump falls through out of its loop (so the iterations, not
+    the exit, take the short way).  Between checkpoints control only moves forward,
+    so the longest path from each block is a sum over a DAG, found in one backward
+    pass: whether a forward successor is a checkpoint is settled by the blocks after
+    it, already seen.
     """
     checkpoints = {blocks[0][0]}
     longest: dict[int, int] = {}
@@ -69,9 +72,12 @@ def meter_plan(blocks: list[Block]) -> MeterPlan:
         spec = last.spec
         falling = jumping = None  # the paths ahead through each way out
         if after is not None and spec.op not in NO_FALL_THROUGH:
+            in_place = 0
             if spec.op is _CALL_LOCAL:
-                checkpoints.add(after)
-            falling = 0 if after in checkpoints else longest[after]
+                in_place = inlined.get(last_pc + 1 + last.imm, 0) if inlined else 0
+                if not in_place:
+                    checkpoints.add(after)
+            falling = in_place + (0 if after in checkpoints else longest[after])
         if spec.is_jump:
             target = last_pc + 1 + (last.imm if spec.form is _JUMP_LONG else last.off)
             if target <= start:

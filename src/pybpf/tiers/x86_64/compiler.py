@@ -177,6 +177,11 @@ class _Compiler:
     frame_size: int = 0
     frame_proofs: dict[int, int] = field(default_factory=dict)
     """pc -> r10's VM value there, for each access proven inside the current frame."""
+    inlined: dict[int, int] = field(default_factory=dict)
+    """Entry -> length of each callee written out at its call sites
+    (:func:`~pybpf.verifier.frames.inline_length`)."""
+    inline_bodies: dict[int, tuple[tuple[int, Instruction], ...]] = field(default_factory=dict)
+    """Their instructions, ``exit`` last."""
     unproven: tuple[int, list[Block]] | None = None
     """The function being compiled (entry, blocks) until its first access through a
     register other than r10 asks for the proofs (:meth:`frame_top_at`)."""
@@ -335,8 +340,12 @@ class _Compiler:
         self.numbering = not _DIVISION_SPECS.isdisjoint(self.program.specs)
         self.frame_size = self.config.stack_size
         self.accesses = access_kinds(self.program)
-        for entry, _end in self.program.functions:
+        for entry, end in self.program.functions:
             self.function_labels[entry] = asm.label()
+            length = frames.inline_length(self.program, entry, end) if entry else None
+            if length is not None:
+                self.inlined[entry] = length
+                self.inline_bodies[entry] = self.program.basic_blocks(entry, end)[0][1]
         self.save_exit, self.exit_ok, self.budget_exit = asm.label(), asm.label(), asm.label()
         entry_offset = asm.pos
         self.prologue()
@@ -401,7 +410,7 @@ class _Compiler:
         self.unproven = (entry, blocks)
         self.incoming.clear()
         falls_through = True
-        self.plan = meter_plan(blocks)
+        self.plan = meter_plan(blocks, self.inlined)
         checkpoints, fall_refunds = self.plan.checkpoints, self.plan.fall_refund
         offsets, buf, rows = self.offsets, asm.buf, _ROWS
         numbering = self.numbering
@@ -928,6 +937,9 @@ class _Compiler:
         stack_size = self.config.stack_size
         target = self.program.target_of(pc, insn)
         assert target is not None
+        if target in self.inlined:
+            self.call_in_place(pc, target)
+            return
         effects = self.callee_effects[target]
         saved = self.saved_registers[pc + 1] = effects.writes
         asm.alu_rm(_CMP, FP, CTX, layout.FP_LIMIT)
@@ -949,6 +961,25 @@ class _Compiler:
             asm.alu_rm(_ADD, RCX, CTX, layout.SHADOW_DELTA)
             for ebpf in saved:
                 asm.load(REGISTER_MAP[ebpf], RCX, 8 * (ebpf - 5))
+
+    def call_in_place(self, pc: int, target: int) -> None:
+        """A call of a callee written out here: the depth check, then its arithmetic,
+        with those of r6-r9 it writes pushed and popped around it as a return would
+        restore them.  Nothing in it can trap, call or check the meter (the caller's
+        path paid for it), so it needs no frame and no shadow frame."""
+        asm = self.asm
+        asm.alu_rm(_CMP, FP, CTX, layout.FP_LIMIT)
+        asm.jcc(Cond.BE, self.stub(TrapKind.CALL_DEPTH_EXCEEDED, pc))
+        body = self.inline_bodies[target]
+        saved = sorted({6, 7, 8, 9} & {r for _pc, i in body for r in written_registers(i)})
+        for ebpf in saved:
+            asm.push(REGISTER_MAP[ebpf])
+        for callee_pc, callee_insn in body[:-1]:
+            self.quotient = None  # value numbers follow the caller's registers only
+            _ROWS[callee_insn.spec].lower(self, callee_pc, callee_insn)
+        self.quotient = None
+        for ebpf in reversed(saved):
+            asm.pop(REGISTER_MAP[ebpf])
 
     def set_frame_bottom(self) -> None:
         """Make the stack slot's lowest address the current frame's, with its host
