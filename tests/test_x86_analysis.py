@@ -22,6 +22,15 @@ done:
     exit
 """
 
+CALL_THEN_ADD = """
+    call local f
+    add r0, 1
+    exit
+f:
+    mov r0, 2
+    exit
+"""
+
 
 def _plan(source: str) -> MeterPlan:
     program = assemble(source)
@@ -54,30 +63,12 @@ def test_forward_paths_pay_the_longest_and_shorter_ones_give_back() -> None:
 
 
 def test_calls_are_followed_by_a_checkpoint() -> None:
-    plan = _plan(
-        """
-        call local f
-        add r0, 1
-        exit
-    f:
-        mov r0, 2
-        exit
-        """
-    )
+    plan = _plan(CALL_THEN_ADD)
     assert plan.checkpoints == {0: 1, 1: 2}
 
 
 def test_a_call_written_in_place_is_paid_with_the_callers_path() -> None:
-    program = assemble(
-        """
-        call local f
-        add r0, 1
-        exit
-    f:
-        mov r0, 2
-        exit
-        """
-    )
+    program = assemble(CALL_THEN_ADD)
     blocks = program.basic_blocks(*program.functions[0])
     plan = meter_plan(blocks, {3: 2})  # f starts at pc 3 and is two instructions long
     assert plan.checkpoints == {0: 5}  # call, f's mov and exit, add, exit
