@@ -242,3 +242,9 @@ COMPILING_TIERS = [
 def test_frame_walks_match_the_interpreter(tier: str, source: str) -> None:
     program = assemble(source)
     assert _walk_outcome(program, tier) == _walk_outcome(program, "interp"), source
+
+
+def test_pycode_reaches_a_proven_aligned_word_with_one_subscript() -> None:
+    listing = VM(assemble(WALKS), tier="pycode").listing()
+    assert "s8[r5 - SB >> 3] = r3" in listing  # the fill loop's store: no test, no temporary
+    assert "r7 = sb[r4 - SB - 1]" in listing  # the byte read counting down

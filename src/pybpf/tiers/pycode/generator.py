@@ -89,6 +89,18 @@ def _write(
     return [word] if aligned else [f"if o & {size - 1}: {pack}", f"else: {word}"]
 
 
+def _frame_item(base: int, off: int, size: int, aligned: bool | None) -> str | None:
+    """The stack buffer's byte, or word view's item, that an access proven inside the
+    current frame reaches, as one subscript; None where that takes an alignment test
+    or an unpacking (a word the low bits do not show to be aligned)."""
+    offset = f"r{base} - SB" + (f" - {-off}" if off < 0 else f" + {off}" if off else "")
+    if size == 1:
+        return f"sb[{offset}]"
+    if not _VIEWS or not aligned:
+        return None
+    return f"s{size}[{offset} >> {_LOG2[size]}]"
+
+
 @dataclass(frozen=True)
 class _Alu:
     """One ALU instruction's pieces: destination, operands as code, and what ranges say."""
@@ -644,6 +656,9 @@ class Generator:
         slow = f"else: {d} = {wrap.format(f'mem.load({a} & {MASK64:#x}, {size}, {pc})')}"
         placement = self._placement(insn.src, insn.off, size, state)
         if placement == "frame":
+            word = _frame_item(insn.src, insn.off, size, aligned)
+            if word is not None:
+                return [f"{d} = {wrap.format(word)}"]
             return [*setup, f"o = {a} - SB", stack]
         if placement == "stack":
             return [*setup, f"o = {a} - SB", f"if SO <= o and o <= SO{size}: {stack}", slow]
@@ -701,6 +716,9 @@ class Generator:
         slow = f"else: mem.store({a} & {MASK64:#x}, {size}, {value}, {pc})"
         placement = self._placement(insn.dst, insn.off, size, state)
         if placement == "frame":
+            word = _frame_item(insn.dst, insn.off, size, aligned)
+            if word is not None:
+                return [f"{word} = {value}"]
             return [*setup, f"o = {a} - SB", *stack]
         if placement == "stack":
             return [
