@@ -15,6 +15,7 @@ go through word views, with no alignment test where the low bits tell.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ _CONDITIONS: dict[Op, str] = {
 
 
 _SIZES = (1, 2, 4, 8)
+_NAME = re.compile(r"[A-Za-z_]\w*")
+"""An identifier in generated code (what a prologue binds only if the body uses it)."""
 _WORDS = (2, 4, 8)
 _LOG2 = {2: 1, 4: 2, 8: 3}
 _VIEW_CODES = {2: "H", 4: "I", 8: "Q"}
@@ -271,12 +274,13 @@ class Generator:
         self._current = function
         lines = [f"def f{function.entry}(m, {_REGS}, count, depth):"]
         prologue: list[str] = [self._budget_test(function, 0)]
+        body = self._range(function, 0, len(function.blocks) - 1, None)
         if function.sets_frame:
             # the lowest stack address this frame may touch; the address space (used
             # by helpers and slow paths) must agree, so it is set on entry and return
             prologue += ["stack = m.stack", f"SL = stack.vm_start = r10 - {self.frame_size}"]
         if function.uses_memory:
-            prologue += self._memory_prologue(function)
+            prologue += self._memory_prologue(function, _NAME.findall("\n".join(body)))
         if function.uses_packet:
             prologue += [
                 "pkt = m.packet",
@@ -285,51 +289,58 @@ class Generator:
             ]
         if function.guarded or function.loops:
             prologue.append(f"b = {function.entry}")
-        body = self._range(function, 0, len(function.blocks) - 1, None)
         if function.uses_memory and self._packet_views(function):
             # an error must not leave the input pinned by views its traceback holds
             release = " = ".join(["iv", *(f"i{size}" for size in _WORDS), "None"])
             body = ["try:", *_indent(body), "except BaseException:", f"    {release}", "    raise"]
         return lines + _indent(prologue + body)
 
-    def _memory_prologue(self, function: Function) -> list[str]:
-        """Bounds and views of the stack and input buffers, bound once per call.
+    def _memory_prologue(self, function: Function, names: list[str]) -> list[str]:
+        """Bounds and views of the stack and input buffers, bound once per call: those
+        of ``names`` (the names the function's body uses), as a call's cost is mostly
+        this for a short program.
 
         Offsets are tested rather than addresses: ``o = a - base`` must lie in
         ``[low, last start of an access of that size]``.  Without input the input
         base is far above every address, so its test fails at once.
         """
-        lines = [
-            "mem = m.memory",
-            "sb = stack.buffer",
-            "SB = stack.base",
-            "FO = r10 - SB",
-            "SO = SL - SB",
-            "n = len(sb)",
-            *(f"SO{size} = n - {size}" for size in _SIZES),
-            "pk = m.packet",
-            "if pk is None:",
-            "    ib = b''",
-            f"    IB = {1 << 66:#x}",
-            *(f"    IL{size} = IW{size} = -1" for size in _SIZES),
-            "else:",
-            "    ib = pk.buffer",
-            "    IB = pk.base",
-            "    n = len(ib)",
-            *(f"    IL{size} = n - {size}" for size in _SIZES),
-            *(f"    IW{size} = IL{size} if pk.writable else -1" for size in _SIZES),
-        ]
+        used = set(names)
+        stack_sizes = [size for size in _SIZES if f"SO{size}" in used]
+        reads = [size for size in _SIZES if f"IL{size}" in used]
+        writes = [size for size in _SIZES if f"IW{size}" in used]
+        lines = ["mem = m.memory"] if "mem" in used else []
+        lines += ["sb = stack.buffer", "SB = stack.base", "FO = r10 - SB"]
+        lines += ["SO = SL - SB"] if "SO" in used else []
+        lines += ["n = len(sb)"] if stack_sizes else []
+        lines += [f"SO{size} = n - {size}" for size in stack_sizes]
+        if used & {"ib", "IB"}:
+            limits = [f"IL{size}" for size in reads] + [f"IW{size}" for size in writes]
+            lines += [
+                "pk = m.packet",
+                "if pk is None:",
+                "    ib = b''",
+                f"    IB = {1 << 66:#x}",
+                *([f"    {' = '.join(limits)} = -1"] if limits else []),
+                "else:",
+                "    ib = pk.buffer",
+                "    IB = pk.base",
+                *(["    n = len(ib)"] if limits else []),
+                *(f"    IL{size} = n - {size}" for size in reads),
+                *(f"    IW{size} = n - {size} if pk.writable else -1" for size in writes),
+            ]
         if _VIEWS:
             # word views for aligned accesses; the stack is a multiple of 8 bytes long
             # and every frame top is 8-aligned (checked before each run)
-            lines.append("sv = memoryview(sb)")
-            lines += [f"s{size} = sv.cast('{_VIEW_CODES[size]}')" for size in _WORDS]
-            lines += [f"F{size} = FO >> {_LOG2[size]}" for size in _WORDS]
-            if self._packet_views(function):
+            stack_views = [size for size in _WORDS if f"s{size}" in used]
+            lines += ["sv = memoryview(sb)"] if stack_views else []
+            lines += [f"s{size} = sv.cast('{_VIEW_CODES[size]}')" for size in stack_views]
+            lines += [f"F{size} = FO >> {_LOG2[size]}" for size in _WORDS if f"F{size}" in used]
+            input_views = [size for size in _WORDS if f"i{size}" in used]
+            if self._packet_views(function) and input_views:
                 lines.append("iv = memoryview(ib)")
                 lines += [
                     f"i{size} = iv[:len(iv) & {-size}].cast('{_VIEW_CODES[size]}')"
-                    for size in _WORDS
+                    for size in input_views
                 ]
         return lines
 
