@@ -16,8 +16,9 @@ calls a shared routine that looks the slot up, and that routine leaves the run
 with a memory trap when the access is outside every region.  The prediction only
 picks the fast path: it never decides whether an access is allowed.  Two kinds
 of access skip the check: constant offsets from r10 inside the current frame, and
-accesses the value ranges prove inside it (:func:`~pybpf.verifier.frames.frame_accesses`),
-addressed from rbp as ``[rbp + base + (off - r10)]`` with r10's known value.  The meter is charged
+accesses the value ranges prove inside it
+(:func:`~pybpf.verifier.frames.frame_accesses`), addressed from rbp as
+``[rbp + base + (off - r10)]`` with r10's known value.  The meter is charged
 per basic block; a block that would overrun it returns to Python, which hands the
 run to the interpreter at that block.  A division whose dividend and divisor are
 those of the division just before it (``n / d`` then ``n % d``) reuses its result.
