@@ -422,7 +422,7 @@ _NARROW: dict[Op, tuple[Callable[[Range, Range], tuple[Range, Range]], bool]] = 
 }
 """What an unsigned comparison's truth says about ``(dst, src)``; True: operands swapped."""
 
-_NEGATION = {
+NEGATION = {
     Op.JLT: Op.JGE,
     Op.JLE: Op.JGT,
     Op.JGT: Op.JLE,
@@ -430,11 +430,12 @@ _NEGATION = {
     Op.JEQ: Op.JNE,
     Op.JNE: Op.JEQ,
 }
+"""The unsigned comparison that holds when one does not (a jump falling through)."""
 
 
 def narrow(insn: Instruction, state: State, taken: bool) -> State | None:
     """``state`` on one edge of a conditional jump; None if that edge cannot be taken."""
-    op = insn.spec.op if taken else _NEGATION.get(insn.spec.op)
+    op = insn.spec.op if taken else NEGATION.get(insn.spec.op)
     if op is None or op not in _NARROW:
         return state
     width = insn.spec.width

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pybpf.isa.instruction import Instruction
 from pybpf.isa.semantics import MASK64, immediate_operand
 from pybpf.isa.table import Form, Op
+from pybpf.verifier.ranges import NEGATION
 
 NEVER = 1 << 64
 """More passes than any budget allows: the counter may never meet the bound."""
@@ -87,14 +88,6 @@ _STEP_OK: dict[Op, Callable[[int], bool]] = {
 }
 """Steps for which :data:`TRIPS` is exact for the comparison."""
 
-_NEGATION = {
-    Op.JEQ: Op.JNE,
-    Op.JNE: Op.JEQ,
-    Op.JLT: Op.JGE,
-    Op.JGE: Op.JLT,
-    Op.JGT: Op.JLE,
-    Op.JLE: Op.JGT,
-}
 _SWAPPED = {Op.JEQ: Op.JEQ, Op.JNE: Op.JNE, Op.JLT: Op.JGT, Op.JGT: Op.JLT}
 _SWAPPED |= {Op.JLE: Op.JGE, Op.JGE: Op.JLE}
 """``a OP b`` as ``b OP' a``."""
@@ -223,14 +216,14 @@ def _test_in(
     body = shape.bodies[block - shape.first]
     insn = body[-1]
     spec = insn.spec
-    if spec.op not in _NEGATION or spec.width != 64 or spec.form not in _TESTS:
+    if spec.op not in NEGATION or spec.width != 64 or spec.form not in _TESTS:
         return None
     target = shape.targets[block - shape.first]
     taken_leaves = target is not None and not shape.first <= target <= shape.last
     falls_leave = block == shape.last and shape.falls[block - shape.first]
     if taken_leaves == falls_leave:
         return None  # both edges stay in the loop (or both leave it)
-    condition = _NEGATION[spec.op] if taken_leaves else spec.op
+    condition = NEGATION[spec.op] if taken_leaves else spec.op
     register_bound = spec.form is Form.COND_REG
     candidates = [(insn.dst, insn.src if register_bound else None, condition)]
     if register_bound:
