@@ -17,7 +17,9 @@ overrun, the run is handed to the reference interpreter right there with the
 exact machine state, so budget traps (and anything else that happens in that
 last stretch) match the interpreter instruction for instruction.  A loop whose
 passes a counter bounds (:mod:`.counted`) also comes without its backward-jump
-tests, and that copy runs when the budget covers its most passes.
+tests, and that copy runs when the budget covers its most passes; when such a
+loop is one block, that copy adds its count once, after the loop, from the number
+of passes (nothing in it reads the count, and a fault reports none).
 """
 
 from __future__ import annotations

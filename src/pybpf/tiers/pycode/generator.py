@@ -246,6 +246,9 @@ class Generator:
         self._current = self.functions[0]
         self._unmetered: Loop | None = None
         """The counted loop being written without its budget tests, if any."""
+        self._uncounted: int | None = None
+        """The block of a one-block counted loop being written without its count
+        (added once after the loop, from the number of passes)."""
 
     @staticmethod
     def _scan(function: Function) -> None:
@@ -391,17 +394,25 @@ class Generator:
         counted = function.counted.get(loop.first)
         if counted is None:
             return metered
+        # a loop of one block can leave only through its counter test (or by a fault,
+        # which reports no count): it runs exactly one block more than its passes
+        single = loop.first == loop.last
         self._unmetered = loop
+        self._uncounted = loop.first if single else None
         try:
             unmetered = self._while(function, loop)
         finally:
-            self._unmetered = None
+            self._unmetered = self._uncounted = None
         counter = f"r{counted.counter}"
         first = f"({counter} + {counted.step}) & {MASK64:#x}" if counted.updated_first else counter
         bound = hex(counted.constant) if counted.bound is None else f"r{counted.bound}"
         passes = f"_passes_{counted.condition.value}({first}, {bound}, {counted.step})"
         limit = self.budget - function.reach[loop.first]
-        guard = f"if count <= {limit} - {counted.length} * {passes}:"
+        if single:
+            guard = f"if count <= {limit} - {counted.length} * (trips := {passes}):"
+            unmetered.append(f"count += {counted.length} * (trips + 1)")
+        else:
+            guard = f"if count <= {limit} - {counted.length} * {passes}:"
         return [guard, *_indent(unmetered), "else:", *_indent(metered)]
 
     def _final_condition(self, function: Function, index: int) -> str:
@@ -491,7 +502,8 @@ class Generator:
             if merges:
                 taken = [f"if {condition}:", *_indent([count, *jump])] if jump else []
                 return lines + taken, total
-            return [*lines, count, *([f"if {condition}:", *_indent(jump)] if jump else [])], 0
+            counting = [] if index == self._uncounted else [count]
+            return [*lines, *counting, *([f"if {condition}:", *_indent(jump)] if jump else [])], 0
         if op is Op.JA and target is not None:
             return [*lines, count, *self._jump(function, index, target)], 0
         return [*lines, count, *self._terminator(function, index, last_pc, last)], 0
