@@ -248,3 +248,13 @@ def test_pycode_reaches_a_proven_aligned_word_with_one_subscript() -> None:
     listing = VM(assemble(WALKS), tier="pycode").listing()
     assert "s8[r5 - SB >> 3] = r3" in listing  # the fill loop's store: no test, no temporary
     assert "r7 = sb[r4 - SB - 1]" in listing  # the byte read counting down
+
+
+@pytest.mark.parametrize("tier", COMPILING_TIERS)
+def test_proven_accesses_agree_in_batches(tier: str) -> None:
+    """The record loop enters each record with rbp at the frame's top, as one run
+    does; r2 (the record's length) picks the slot the last load reads."""
+    program = assemble(WALKS)
+    records = [bytes(length) for length in (0, 8, 56, 16, 0, 48)]
+    expected = [VM(program, tier="interp").run(bytearray(record)) for record in records]
+    assert list(VM(program, tier=tier).run_batch(records)) == expected
