@@ -31,7 +31,7 @@ from pybpf.runtime.machine import Frame, Machine, MachineConfig
 from pybpf.runtime.memory import INPUT_BASE, STACK_BASE, MemoryRegion
 from pybpf.tiers.interp import CompiledInterpreter, check_supported
 from pybpf.tiers.x86_64 import layout
-from pybpf.tiers.x86_64.analysis import stack_footprint
+from pybpf.tiers.x86_64.analysis import access_kinds, stack_footprint
 from pybpf.tiers.x86_64.compiler import NativeCode, compile_program
 from pybpf.tiers.x86_64.executable import ExecutableMemory, unavailable_reason
 from pybpf.tiers.x86_64.layout import Status
@@ -104,6 +104,12 @@ class CompiledNative:
         self._code = ExecutableMemory(self.native.code)
         self._entry = _ENTRY_TYPE(self._code.address + self.native.entry)
         self._batch_entry = _ENTRY_TYPE(self._code.address + self.native.batch_entry)
+        self._count_words = tuple(
+            (layout.table_field(layout.COUNT[size, write], 0) // 8, size, write)
+            for size, write in access_kinds(program)
+        )
+        """Word index of the count array of each kind of access the program has: the
+        only counts its code reads, so the only ones a row change writes."""
         self._proven_top = frames.stack_top(config) if self.native.frame_proofs else -1
         """The stack top the code's frame proofs assume (-1: it has none)."""
         # the context is a bytearray pinned for the object's lifetime: struct writes it fast
@@ -330,10 +336,11 @@ class CompiledNative:
         if old is None or old[:3] != row[:3]:
             words[_LOWEST_WORD + slot] = start
             span = end - start
-            for read, write, size in _COUNT_WORDS:
-                count = span - size + 1 if span >= size else 0
-                words[read + slot] = count
-                words[write + slot] = count if writable else 0
+            for word, size, write in self._count_words:
+                if writable or not write:
+                    words[word + slot] = span - size + 1 if span >= size else 0
+                else:
+                    words[word + slot] = 0
         if owner:
             if old is None or old[3] != owner:
                 pins: _Pins = []
