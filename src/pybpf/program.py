@@ -89,7 +89,7 @@ class Program:
 
     def target_of(self, pc: int, insn: Instruction) -> int | None:
         """Slot index a jump or local call at ``pc`` transfers control to, if any."""
-        field_name = _TARGET_FIELD.get(insn.spec.form)
+        field_name = _TARGET_FIELD_OF_SPEC.get(insn.spec)
         if field_name is None:
             return None
         return pc + 1 + (insn.off if field_name == "off" else insn.imm)

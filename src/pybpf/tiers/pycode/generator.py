@@ -448,12 +448,12 @@ class Generator:
         pc = function.starts[target]
         if target <= source:
             unmetered = self._unmetered is not None and target == self._unmetered.first
-            test = "" if unmetered else self._budget_test(function, target)
+            test = [] if unmetered else [self._budget_test(function, target)]
             if broken:
-                return [*([test] if test else []), f"b = {-1 - pc}", "break"]
+                return [*test, f"b = {-1 - pc}", "break"]
             if common is not None and (target != common.first or common.has_guards):
-                return [test, f"b = {pc}", "continue"] if test else [f"b = {pc}", "continue"]
-            return [test, "continue"] if test else ["continue"]
+                return [*test, f"b = {pc}", "continue"]
+            return [*test, "continue"]
         if not broken:
             return [] if target == source + 1 else [f"b = {pc}"]
         if len(broken) == 1 and target == broken[0].last + 1:
