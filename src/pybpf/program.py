@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -161,19 +162,20 @@ class Program:
         leaders.discard(count)
         starts = sorted(leaders)
         pairs = tuple(zip(pcs, instructions, strict=True))
-        result: dict[tuple[int, int], list[Block]] = {function: [] for function in self.functions}
-        functions = iter(self.functions)
-        function = next(functions)
-        blocks = result[function]
-        starts.append(count)
-        for position in range(len(starts) - 1):
-            start = starts[position]
-            pc = pcs[start]
-            if pc >= function[1]:
-                while pc >= function[1]:
-                    function = next(functions)
-                blocks = result[function]
-            blocks.append((pc, pairs[start : starts[position + 1]]))
+        blocks = [
+            (pcs[start], pairs[start:stop])
+            for start, stop in zip(starts, [*starts[1:], count], strict=True)
+        ]
+        functions = self.functions
+        if len(functions) == 1:
+            return {functions[0]: blocks}
+        result: dict[tuple[int, int], list[Block]] = {}
+        block_starts = [pc for pc, _body in blocks]
+        first = 0
+        for function in functions:  # every entry is a leader: the blocks split there
+            last = bisect_left(block_starts, function[1], first)
+            result[function] = blocks[first:last]
+            first = last
         return result
 
     def basic_blocks(self, entry: int, end: int) -> list[Block]:

@@ -39,7 +39,7 @@ from pybpf.isa.table import INSTRUCTIONS, Form, InsnSpec, Op
 from pybpf.program import NO_FALL_THROUGH, Block, Program
 from pybpf.runtime.machine import MachineConfig, in_current_frame
 from pybpf.runtime.memory import INPUT_BASE, STACK_BASE
-from pybpf.tiers.x86_64 import layout
+from pybpf.tiers.x86_64 import layout, templates
 from pybpf.tiers.x86_64.analysis import (
     ATOMIC_OPS,
     CalleeEffects,
@@ -129,11 +129,12 @@ class NativeCode:
 ColdPath = Callable[[], None]
 """Out-of-line code, emitted after every function: binds its own label first."""
 
-Regions = list[int | None]
-"""The predicted region slot of each eBPF register r0-r10 (None: no prediction)."""
+Regions = tuple[int | None, ...]
+"""The predicted region slot of each eBPF register r0-r10 (None: no prediction).  A
+tuple, rebuilt only when a prediction changes, so a forward jump carries it as is."""
 
-_NO_PREDICTION: Regions = [None] * 10 + [STACK_BASE >> layout.SLOT_SHIFT]
-_ENTRY_PREDICTION: Regions = [None, INPUT_BASE >> layout.SLOT_SHIFT, *_NO_PREDICTION[2:]]
+_NO_PREDICTION: Regions = (None,) * 10 + (STACK_BASE >> layout.SLOT_SHIFT,)
+_ENTRY_PREDICTION: Regions = (None, INPUT_BASE >> layout.SLOT_SHIFT, *_NO_PREDICTION[2:])
 """At the program's entry r1 points at the input memory (``vm.run(mem)``)."""
 
 
@@ -160,7 +161,7 @@ class _Compiler:
     exit_ok: Label = Label(-1)
     save_exit: Label = Label(-1)
     budget_exit: Label = Label(-1)
-    regions: Regions = field(default_factory=list)
+    regions: Regions = _NO_PREDICTION
     """The region prediction at the instruction being compiled."""
     incoming: dict[int, Regions] = field(default_factory=dict)
     """Predictions carried to forward jump targets, joined."""
@@ -323,16 +324,6 @@ class _Compiler:
         if amount:
             self.asm.alu_ri(_ADD, METER, amount)
 
-    def branch_to(self, target: int) -> Label:
-        """Where the current block's conditional jump to ``target`` goes: the block
-        itself, or a stub that first gives back what that path does not use."""
-        amount = self.plan.jump_refund.get(self.block_start)
-        if not amount:
-            return self.block_labels[target]
-        label = self.asm.label()
-        self.refunds.append((label, amount, target))
-        return label
-
     # -- program --------------------------------------------------------------------
 
     def compile(self) -> NativeCode:
@@ -404,10 +395,9 @@ class _Compiler:
         asm.bind(self.function_labels[entry])
         blocks = program.basic_blocks(entry, end)
         labels = self.block_labels
-        for start, _block in blocks:
-            if start in jump_targets:
-                labels[start] = asm.label()
-        self.regions = list(_ENTRY_PREDICTION if entry == 0 else _NO_PREDICTION)
+        targets = [start for start, _block in blocks if start in jump_targets]
+        labels.update(zip(targets, asm.labels(len(targets)), strict=True))
+        regions = self.regions = _ENTRY_PREDICTION if entry == 0 else _NO_PREDICTION
         self.unproven = (entry, blocks)
         self.incoming.clear()
         falls_through = True
@@ -418,21 +408,25 @@ class _Compiler:
         last_block = len(blocks) - 1
         incoming = self.incoming
         for index, (start, block) in enumerate(blocks):
-            is_target = start in jump_targets
+            # the predictions on entry: those carried by forward jumps, joined with the
+            # fall-through's; a block reached only backwards knows nothing
             carried = incoming.pop(start, None)
-            entered = is_target or start == entry  # more than one way in
-            if carried is not None or not falls_through or (entered and numbering):
-                self.enter_block(carried, entered, falls_through)
+            if carried is not None:
+                regions = self.regions = _join(regions, carried) if falls_through else carried
+            elif not falls_through:
+                regions = self.regions = _NO_PREDICTION
+            is_target = start in jump_targets
+            if numbering and (is_target or start == entry):
+                self.unknown_values()  # more than one way in
             if is_target:
                 asm.bind(labels[start])
-            offsets[start] = len(buf)  # the block's meter charge shows with its first
+            block_offset = len(buf)  # the block's meter code shows with its first insn
             self.block_start, self.zero_flag = start, None  # (other ways in, the meter)
             if start in checkpoints:
                 self.meter(start)
-            regions, values = self.regions, self.values
+            values = self.values
             for pc, insn in block:
-                if pc != start:
-                    offsets[pc] = len(buf)
+                offsets[pc] = len(buf)
                 row = rows[insn.spec]
                 row.lower(self, pc, insn)
                 if numbering:
@@ -447,31 +441,31 @@ class _Compiler:
                             self.fresh_value += 1
                 rule = row.dst_region
                 if rule is _no_region:
-                    regions[insn.dst] = None
+                    if regions[insn.dst] is not None:
+                        regions = self.regions = _predict(regions, insn.dst, None)
                 elif rule is not None:
-                    regions[insn.dst] = rule(regions, insn)
+                    region = rule(regions, insn)
+                    if region != regions[insn.dst]:
+                        regions = self.regions = _predict(regions, insn.dst, region)
                 elif row.other_writes is not None:
                     self.forget(_OTHER_WRITES[row.other_writes](insn))
+                    regions = self.regions
+            offsets[start] = block_offset
             falls_through = block[-1][1].spec.op not in NO_FALL_THROUGH
             if falls_through and index < last_block and start in fall_refunds:
                 asm.alu_ri(_ADD, METER, fall_refunds[start])
 
-    def enter_block(self, incoming: Regions | None, is_target: bool, falls_through: bool) -> None:
-        """Set the predictions and value numbers that hold at the start of a block,
-        given the predictions carried to it by forward jumps."""
-        if incoming is not None:
-            self.regions = _join(self.regions, incoming) if falls_through else incoming
-        elif not falls_through:
-            self.regions = list(_NO_PREDICTION)  # reached only backwards: nothing known
-        if is_target and self.numbering:  # more than one way in: values are unknown
-            self.values = list(range(self.fresh_value, self.fresh_value + 11))
-            self.fresh_value += 11
-            self.quotient = None
+    def unknown_values(self) -> None:
+        """Give every register a fresh value number (a block with several ways in)."""
+        self.values = list(range(self.fresh_value, self.fresh_value + 11))
+        self.fresh_value += 11
+        self.quotient = None
 
     def forget(self, written: tuple[int, ...]) -> None:
         """Registers an instruction writes besides ``dst`` hold new, unpredicted values."""
         for reg in written:
-            self.regions[reg] = None
+            if self.regions[reg] is not None:
+                self.regions = _predict(self.regions, reg, None)
             if self.numbering:
                 self.values[reg] = self.fresh_value
                 self.fresh_value += 1
@@ -866,11 +860,35 @@ class _Compiler:
         a prediction only picks a fast path, so it may be wrong)."""
         if target > pc:
             known = self.incoming.get(target)
-            self.incoming[target] = (
-                list(self.regions) if known is None else _join(known, self.regions)
-            )
+            self.incoming[target] = self.regions if known is None else _join(known, self.regions)
 
     def conditional(self, pc: int, insn: Instruction) -> None:
+        """The compare (:meth:`compare`, through its row's templates), then ``jcc`` to
+        the target block or to the stub that gives back what the taken path does not
+        use; forward jumps carry the region predictions along."""
+        spec = insn.spec
+        if (
+            insn.imm == 0
+            and spec.op in _ZERO_TESTS
+            and spec.form is _COND_IMM
+            and self.zero_flag == (pc, insn.dst, spec.width)
+        ):  # ``jeq``/``jne`` right after an ALU result in the same block read its flags
+            pass
+        else:
+            _COMPARES[spec](self, pc, insn)
+        target = pc + 1 + insn.off
+        self.carry(pc, target)
+        amount = self.plan.jump_refund.get(self.block_start)
+        if amount:
+            label = self.asm.label()
+            self.refunds.append((label, amount, target))
+        else:
+            label = self.block_labels[target]
+        self.asm.jcc(_JUMP_CONDITIONS[spec.op], label)
+
+    def compare(self, pc: int, insn: Instruction) -> None:
+        """Set the flags a conditional jump tests: ``test`` for JSET and for a compare
+        with 0, else ``cmp``."""
         asm = self.asm
         spec = insn.spec
         width = spec.width
@@ -881,20 +899,11 @@ class _Compiler:
             else:
                 asm.test_rr(dst, self.value_of(insn.src, RCX), width)
         elif spec.form is _COND_IMM and insn.imm == 0:
-            # ``jeq``/``jne`` right after an ALU result in the same block read its flags
-            if spec.op not in _ZERO_TESTS or self.zero_flag != (pc, insn.dst, width):
-                asm.test_rr(dst, dst, width)  # the flags of cmp dst, 0
+            asm.test_rr(dst, dst, width)  # the flags of cmp dst, 0
         elif spec.form is _COND_IMM:
             asm.alu_ri(_CMP, dst, insn.imm, width)
         else:
             asm.alu_rr(_CMP, dst, self.value_of(insn.src, RCX), width)
-        target = pc + 1 + insn.off
-        if target > pc:
-            self.carry(pc, target)
-        if self.block_start in self.plan.jump_refund:
-            asm.jcc(_JUMP_CONDITIONS[spec.op], self.branch_to(target))
-        else:
-            asm.jcc(_JUMP_CONDITIONS[spec.op], self.block_labels[target])
 
     def helper_call(self, pc: int, insn: Instruction) -> None:
         """Call the Python helper callback with r1-r5 and the helper number in the context."""
@@ -1112,24 +1121,35 @@ def _row(spec: InsnSpec) -> _Row:
     if spec.writes_dst:
         rule = _REGION_RULES.get((op, form), _no_region)
         copies = op is Op.MOV and form is Form.ALU_REG and spec.width == 64
-        return _Row(_LOWERINGS[op], keeps, True, rule, copies, None)
+        return _Row(templates.templated(spec, _LOWERINGS[op]), keeps, True, rule, copies, None)
     others = None
     if spec.fetch:
         others = "r0" if op is Op.ATOMIC_CMPXCHG else "src"
     elif written_registers(Instruction(spec)):
         others = "callee" if op is Op.CALL_LOCAL else "r0"
-    return _Row(_LOWERINGS[op], keeps, False, None, False, others)
+    return _Row(templates.templated(spec, _LOWERINGS[op]), keeps, False, None, False, others)
 
 
 _ROWS: dict[InsnSpec, _Row] = {spec: _row(spec) for spec in INSTRUCTIONS if spec.op in _LOWERINGS}
 """Every lowered row of the instruction table (refused rows never reach the compiler)."""
+_COMPARES: dict[InsnSpec, _Lowering] = {
+    spec: templates.templated_compare(spec, _Compiler.compare)
+    for spec in INSTRUCTIONS
+    if spec.op in _JUMP_CONDITIONS
+}
+"""The compare of each conditional-jump row (see :meth:`_Compiler.conditional`)."""
 
 
 def _join(first: Regions, second: Regions) -> Regions:
     """The prediction that holds on both ways in: where they disagree, none."""
     if first == second:
         return first
-    return [a if a == b else None for a, b in zip(first, second, strict=True)]
+    return tuple(a if a == b else None for a, b in zip(first, second, strict=True))
+
+
+def _predict(regions: Regions, reg: int, region: int | None) -> Regions:
+    """``regions`` with ``reg``'s prediction replaced."""
+    return (*regions[:reg], region, *regions[reg + 1 :])
 
 
 def compile_program(program: Program, config: MachineConfig) -> NativeCode:

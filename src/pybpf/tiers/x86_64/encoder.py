@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from enum import IntEnum
-from typing import Final, NamedTuple, NewType, TypeAlias
+from typing import Final, NamedTuple, NewType, TypeAlias, cast
 
 from pybpf.errors import BpfError
 
@@ -980,6 +980,12 @@ class Assembler:
         """A new, unbound label."""
         self._labels.append(-1)
         return Label(len(self._labels) - 1)
+
+    def labels(self, count: int) -> list[Label]:
+        """``count`` new, unbound labels (one call for a function's block labels)."""
+        first = len(self._labels)
+        self._labels += [-1] * count
+        return cast(list[Label], list(range(first, first + count)))
 
     def bind(self, label: Label) -> None:
         """Place ``label`` at the current offset; each label is bound once."""

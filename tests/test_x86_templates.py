@@ -1,0 +1,167 @@
+"""The x86-64 compiler's code templates write exactly the general lowering's code.
+
+A template is learned from one instruction and reused for every other of the same
+shape, so each templated row is swept over its registers and over immediates and
+displacements on both sides of every encoding boundary: after warming the templates
+on all of them, each instruction through its template must give the bytes (and the
+zero-flag note) of the general lowering run on its own.  No native code runs.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pybpf.asm import assemble
+from pybpf.isa.instruction import Instruction
+from pybpf.isa.table import INSTRUCTIONS, Form, InsnSpec, Op
+from pybpf.runtime.machine import MachineConfig
+from pybpf.tiers.x86_64 import compiler, templates
+
+FRAME = 512
+IMMEDIATES = (0, 1, -1, 2, 3, 31, 32, 63, 64, 127, 128, -128, -129, 255, 256, 0x7FFF_FFFF)
+IMMEDIATES += (-0x8000_0000, 0x1234_5678, -0x1234_5678, 0xFFFF, -0x10000, 1000)
+OFFSETS = (-1, -2, -4, -8, -16, -120, -127, -128, -129, -130, -256, -504, -FRAME, 0, 8, -FRAME - 8)
+
+Lowering = Callable[[compiler._Compiler, int, Instruction], None]
+
+TEMPLATED = [
+    spec
+    for spec in INSTRUCTIONS
+    if spec in compiler._ROWS and compiler._ROWS[spec].lower is not compiler._LOWERINGS[spec.op]
+]
+COMPARED = sorted(compiler._COMPARES, key=lambda spec: spec.mnemonic)
+
+
+def _fresh() -> compiler._Compiler:
+    program = assemble("exit")
+    unit = compiler._Compiler(program, MachineConfig(stack_size=FRAME))
+    unit.frame_size = FRAME
+    return unit
+
+
+def _run(lowering: Lowering, insn: Instruction) -> tuple[bytes, object]:
+    unit = _fresh()
+    lowering(unit, 7, insn)
+    return bytes(unit.asm.buf), unit.zero_flag
+
+
+def _instructions(spec: InsnSpec) -> Iterator[Instruction]:
+    """Every register pair with a few values, or every register with every value."""
+    form = spec.form
+    uses_offset = form in (Form.LOAD, Form.STORE_REG, Form.STORE_IMM)
+    for dst in range(11 if form in (Form.STORE_REG, Form.STORE_IMM) else 10):
+        for src in (
+            range(11) if form in (Form.ALU_REG, Form.COND_REG, Form.LOAD, Form.STORE_REG) else (0,)
+        ):
+            if uses_offset:
+                values: tuple[tuple[int, int], ...] = tuple((off, 77) for off in OFFSETS)
+                if form is Form.STORE_IMM:
+                    values += tuple((-8, imm) for imm in IMMEDIATES) + ((-200, -3),)
+            elif form in (Form.ALU_IMM, Form.COND_IMM):
+                values = tuple((0, imm) for imm in IMMEDIATES)
+            else:
+                values = ((0, 0),)
+            for off, imm in values:
+                yield Instruction.make(spec, dst, src, off, imm)
+
+
+def _sweep(
+    specs: list[InsnSpec],
+    templated: Callable[[InsnSpec], Lowering],
+    general: Callable[[InsnSpec], Lowering],
+) -> None:
+    templates.clear()
+    cases = [(spec, insn) for spec in specs for insn in _instructions(spec)]
+    for spec, insn in cases:  # learn each shape from its first instruction
+        _run(templated(spec), insn)
+    for spec, insn in cases:
+        assert _run(templated(spec), insn) == _run(general(spec), insn), insn
+
+
+def test_the_templated_rows_are_the_common_alu_and_frame_rows() -> None:
+    ops = {spec.op for spec in TEMPLATED}
+    assert {Op.ADD, Op.XOR, Op.MOV, Op.MUL, Op.LSH, Op.LOAD, Op.STORE} <= ops
+    assert not ops & {Op.DIV, Op.MOD, Op.CALL, Op.EXIT, Op.ATOMIC_ADD}
+
+
+@pytest.mark.parametrize(
+    "form", [Form.ALU_REG, Form.ALU_IMM, Form.UNARY, Form.LOAD, Form.STORE_REG, Form.STORE_IMM]
+)
+def test_templated_rows_write_the_general_code(form: Form) -> None:
+    _sweep(
+        [spec for spec in TEMPLATED if spec.form is form],
+        lambda spec: compiler._ROWS[spec].lower,
+        lambda spec: compiler._LOWERINGS[spec.op],
+    )
+
+
+def test_templated_compares_write_the_general_code() -> None:
+    _sweep(COMPARED, compiler._COMPARES.__getitem__, lambda spec: compiler._Compiler.compare)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(TEMPLATED + COMPARED),
+    st.integers(0, 9),
+    st.integers(0, 10),
+    st.integers(-0x8000, 0x7FFF),
+    st.integers(-0x8000_0000, 0x7FFF_FFFF),
+    st.data(),
+)
+def test_any_field_values_through_a_learned_template(
+    spec: InsnSpec, dst: int, src: int, off: int, imm: int, data: st.DataObject
+) -> None:
+    """Learn from one instruction, then lower another of the same row."""
+    is_compare = spec in compiler._COMPARES
+    templated = compiler._COMPARES[spec] if is_compare else compiler._ROWS[spec].lower
+    general = compiler._Compiler.compare if is_compare else compiler._LOWERINGS[spec.op]
+    first = Instruction.make(spec, dst, src, off, imm)
+    second = Instruction.make(
+        spec,
+        data.draw(st.integers(0, 9)) if data.draw(st.booleans()) else dst,
+        src,
+        data.draw(st.sampled_from([off, off ^ 1, -off, data.draw(st.integers(-FRAME, -1))])),
+        data.draw(st.sampled_from([imm, imm ^ 1, imm >> 8, -imm & 0x7FFF_FFFF, imm & 0x7F])),
+    )
+    _run(templated, first)
+    assert _run(templated, second) == _run(general, second)
+
+
+PROGRAM_LINES = (
+    "add r{d}, r{s}",
+    "xor r{d}, {imm}",
+    "mul r{d}, {imm}",
+    "mov32 r{d}, {imm}",
+    "lsh r{d}, {small}",
+    "stxdw [r10-{slot}], r{s}",
+    "ldxw r{d}, [r10-{slot}]",
+    "stw [r10-{slot}], {imm}",
+    "jgt r{d}, r{s}, +1",
+    "jne r{d}, {imm}, +1",
+    "jset r{d}, {imm}, +1",
+)
+
+
+def test_a_whole_program_compiles_the_same_with_templates_learned_or_not() -> None:
+    rng = random.Random(11)
+    lines = [f"mov r{n}, {n}" for n in range(10)]
+    for _ in range(600):
+        line = rng.choice(PROGRAM_LINES)
+        imm = rng.choice([0, 1, -1, 127, 128, -129, 4096, -0x7000_0000, rng.randrange(1000)])
+        slot = 8 * rng.randrange(1, 64)
+        small = rng.randrange(64)
+        lines.append(
+            line.format(d=rng.randrange(10), s=rng.randrange(10), imm=imm, slot=slot, small=small)
+        )
+    program = assemble("\n".join([*lines, "exit"]))
+    config = MachineConfig()
+    templates.clear()
+    learning = compiler.compile_program(program, config)
+    learned = compiler.compile_program(program, config)
+    assert learning.code == learned.code
+    assert learning.offsets == learned.offsets
