@@ -103,7 +103,8 @@ class NativeCode:
 
     code: bytes
     offsets: dict[int, int]
-    """eBPF pc -> offset of its first machine instruction."""
+    """eBPF pc -> offset of its first machine instruction: for the first instruction
+    of each block, and for every instruction when compiled with ``every_offset``."""
     entry: int
     """Offset of ``status run(context)``: one run from the registers in the context."""
     batch_entry: int
@@ -142,6 +143,8 @@ _ENTRY_PREDICTION: Regions = (None, INPUT_BASE >> layout.SLOT_SHIFT, *_NO_PREDIC
 class _Compiler:
     program: Program
     config: MachineConfig
+    every_offset: bool = False
+    """Record where every instruction's code starts (listings), not just each block's."""
     asm: Assembler = field(default_factory=Assembler)
     cold: list[ColdPath] = field(default_factory=list)
     block_labels: dict[int, Label] = field(default_factory=dict)
@@ -404,7 +407,7 @@ class _Compiler:
         self.plan = meter_plan(blocks, self.inlined)
         checkpoints, fall_refunds = self.plan.checkpoints, self.plan.fall_refund
         offsets, buf, rows = self.offsets, asm.buf, _ROWS
-        numbering = self.numbering
+        numbering, every_offset = self.numbering, self.every_offset
         last_block = len(blocks) - 1
         incoming = self.incoming
         for index, (start, block) in enumerate(blocks):
@@ -426,7 +429,8 @@ class _Compiler:
                 self.meter(start)
             values = self.values
             for pc, insn in block:
-                offsets[pc] = len(buf)
+                if every_offset:
+                    offsets[pc] = len(buf)
                 row = rows[insn.spec]
                 row.lower(self, pc, insn)
                 if numbering:
@@ -1152,6 +1156,9 @@ def _predict(regions: Regions, reg: int, region: int | None) -> Regions:
     return (*regions[:reg], region, *regions[reg + 1 :])
 
 
-def compile_program(program: Program, config: MachineConfig) -> NativeCode:
-    """Machine code for ``program`` under ``config``'s frame size and call depth."""
-    return _Compiler(program, config).compile()
+def compile_program(
+    program: Program, config: MachineConfig, every_offset: bool = False
+) -> NativeCode:
+    """Machine code for ``program`` under ``config``'s frame size and call depth
+    (``every_offset``: with the code offset of every instruction, for a listing)."""
+    return _Compiler(program, config, every_offset).compile()

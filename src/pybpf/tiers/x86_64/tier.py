@@ -160,7 +160,10 @@ class CompiledNative:
         """The machine code, interleaved with the eBPF instructions it implements."""
         from pybpf.tiers.x86_64.listing import native_listing
 
-        return native_listing(self.program, self.native, self._code.address)
+        native = compile_program(self.program, self.config, every_offset=True)
+        if native.code != self.native.code:  # compiling is deterministic
+            raise RuntimeError("recompiling for the listing gave other code")  # a pybpf bug
+        return native_listing(self.program, native, self._code.address)
 
     # -- helper callback -----------------------------------------------------------
 
