@@ -73,3 +73,17 @@ def test_a_call_written_in_place_is_paid_with_the_callers_path() -> None:
     plan = meter_plan(blocks, {3: 2})  # f starts at pc 3 and is two instructions long
     assert plan.checkpoints == {0: 5}  # call, f's mov and exit, add, exit
     assert plan.ahead[0] == 4
+
+
+def test_a_zero_test_right_after_an_alu_result_reads_its_flags() -> None:
+    """``jeq r1, 0`` right after ``add r1, 1`` needs no ``test``; testing another
+    register, or a 64-bit test of a 32-bit result, keeps it (``test r64, r64``: 3 bytes)."""
+    from pybpf.runtime.machine import MachineConfig
+    from pybpf.tiers.x86_64.compiler import compile_program
+
+    def size(source: str) -> int:
+        return len(compile_program(assemble(source), MachineConfig()).code)
+
+    reused = size("add r1, 1\njeq r1, 0, +0\nexit")
+    assert size("add r1, 1\njeq r2, 0, +0\nexit") == reused + 3
+    assert size("add32 r1, 1\njeq r1, 0, +0\nexit") == reused + 3 - 1  # add32 has no REX.W

@@ -139,7 +139,7 @@ _ENTRY_PREDICTION: Regions = (None, INPUT_BASE >> layout.SLOT_SHIFT, *_NO_PREDIC
 """At the program's entry r1 points at the input memory (``vm.run(mem)``)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Compiler:
     program: Program
     config: MachineConfig
@@ -176,9 +176,10 @@ class _Compiler:
     quotient: tuple[int, tuple[str, int], int, bool] | None = None
     """(dividend value, divisor, width, signed) of the division whose quotient is in rax
     and remainder in rcx, while nothing has overwritten them."""
-    zero_flag: tuple[int, int, int] | None = None
-    """(pc, register, width) when the zero flag tells whether that register is 0 at that
-    pc: set by the ALU instruction just before it, in the same block."""
+    zero_flag: int | None = None
+    """The pc at which the zero flag tells whether the ``dst`` of the instruction just
+    before it (in the same block, an ALU operation, which set this) is 0 at that
+    instruction's width.  A plain int, written by every such operation."""
     frame_size: int = 0
     frame_proofs: dict[int, int] = field(default_factory=dict)
     """pc -> r10's VM value there, for each access proven inside the current frame."""
@@ -614,7 +615,7 @@ class _Compiler:
         else:
             source = self.value_of(insn.src, RCX)
             self.asm.alu_rr(operation, REGISTER_MAP[insn.dst], source, spec.width)
-        self.zero_flag = (pc + 1, insn.dst, spec.width)
+        self.zero_flag = pc + 1
 
     def multiply(self, pc: int, insn: Instruction) -> None:
         spec = insn.spec
@@ -875,7 +876,8 @@ class _Compiler:
             insn.imm == 0
             and spec.op in _ZERO_TESTS
             and spec.form is _COND_IMM
-            and self.zero_flag == (pc, insn.dst, spec.width)
+            and self.zero_flag == pc
+            and _same_result(self.program.by_pc[pc - 1], insn)
         ):  # ``jeq``/``jne`` right after an ALU result in the same block read its flags
             pass
         else:
@@ -1142,6 +1144,11 @@ _COMPARES: dict[InsnSpec, _Lowering] = {
     if spec.op in _JUMP_CONDITIONS
 }
 """The compare of each conditional-jump row (see :meth:`_Compiler.conditional`)."""
+
+
+def _same_result(before: Instruction | None, test: Instruction) -> bool:
+    """Whether ``test`` compares the register ``before`` wrote, at its width."""
+    return before is not None and before.dst == test.dst and before.spec.width == test.spec.width
 
 
 def _join(first: Regions, second: Regions) -> Regions:

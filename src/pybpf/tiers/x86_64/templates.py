@@ -36,7 +36,7 @@ class Lowerer(Protocol):
     asm: Assembler
     cold: list[Callable[[], None]]
     frame_size: int
-    zero_flag: tuple[int, int, int] | None
+    zero_flag: int | None
 
 
 L = TypeVar("L", bound=Lowerer)
@@ -76,7 +76,6 @@ def _registers(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
     shapes: dict[int, bytes] = {}
     _TEMPLATES.append(shapes)
     learn = _learner(general, shapes)
-    width = spec.width
     if spec.op in _SETS_ZERO_FLAG:
 
         def lower_flags(compiler: L, pc: int, insn: Instruction) -> None:
@@ -85,7 +84,7 @@ def _registers(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
                 learn(compiler, pc, insn, insn.dst << 4 | insn.src, b"")
                 return
             compiler.asm.buf += code
-            compiler.zero_flag = (pc + 1, insn.dst, width)
+            compiler.zero_flag = pc + 1
 
         return lower_flags
 
@@ -104,7 +103,6 @@ def _immediate(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
     shapes: dict[int, bytes] = {}
     _TEMPLATES.append(shapes)
     learn = _learner(general, shapes)
-    width = spec.width
     sets_flag = spec.op in _SETS_ZERO_FLAG
 
     def lower(compiler: L, pc: int, insn: Instruction) -> None:
@@ -122,7 +120,7 @@ def _immediate(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
         else:
             buf += _PACK_I32(imm)
         if sets_flag:
-            compiler.zero_flag = (pc + 1, insn.dst, width)
+            compiler.zero_flag = pc + 1
 
     return lower
 
@@ -177,21 +175,28 @@ def _frame_access(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
 
     def lower(compiler: L, pc: int, insn: Instruction) -> None:
         off = insn.off
-        base, reg = (insn.src, insn.dst) if loads else (insn.dst, insn.src)
+        if loads:
+            base, reg = insn.src, insn.dst
+        else:
+            base, reg = insn.dst, insn.src
         if base != 10 or reg == 10 or not -compiler.frame_size <= off <= -size:
             general(compiler, pc, insn)
-            return
-        short = off >= -0x80
-        code = shapes.get(reg << 1 | short)
-        if code is None:
-            learn(compiler, pc, insn, reg << 1 | short, _displacement(off, short))
-            return
-        buf = compiler.asm.buf
-        buf += code
-        if short:
-            buf.append(off & 0xFF)
+        elif off >= -0x80:
+            code = shapes.get(reg << 1 | 1)
+            if code is None:
+                learn(compiler, pc, insn, reg << 1 | 1, bytes((off & 0xFF,)))
+            else:
+                buf = compiler.asm.buf
+                buf += code
+                buf.append(off & 0xFF)
         else:
-            buf += _PACK_I32(off)
+            code = shapes.get(reg << 1)
+            if code is None:
+                learn(compiler, pc, insn, reg << 1, _PACK_I32(off))
+            else:
+                buf = compiler.asm.buf
+                buf += code
+                buf += _PACK_I32(off)
 
     return lower
 
