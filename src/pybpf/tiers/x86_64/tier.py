@@ -130,6 +130,9 @@ class CompiledNative:
         """Slot -> export and host address of the owned buffer its row points into:
         the export keeps the buffer (so its id) alive and its address valid."""
         self._pins: _Pins = []
+        self._limits: tuple[int, MachineConfig | None] = (-1, None)
+        """The stack top and config the context's STACK_TOP_HOST, FP_LIMIT and
+        SHADOW_DELTA were written for (the same for every run on one stack)."""
         self._machine: Machine | None = None
         self._batch: BatchInput | None = None
         self._pending: BaseException | None = None
@@ -297,15 +300,17 @@ class CompiledNative:
             0 if packet is None else len(packet.buffer),
         )
         top = stack_host + len(stack.buffer)
-        self._words[layout.STACK_TOP_HOST // 8] = top
-        shadow_top = self._context_address + layout.FRAMES
-        shadow_top += config.stack_size * config.max_call_depth
-        _CALL_LIMITS.pack_into(
-            self._context,
-            layout.FP_LIMIT,
-            top - (config.max_call_depth - 1) * config.stack_size,
-            (shadow_top - top - config.stack_size) & MASK64,
-        )
+        if top != self._limits[0] or config is not self._limits[1]:  # (a new stack)
+            self._limits = (top, config)
+            self._words[layout.STACK_TOP_HOST // 8] = top
+            shadow_top = self._context_address + layout.FRAMES
+            shadow_top += config.stack_size * config.max_call_depth
+            _CALL_LIMITS.pack_into(
+                self._context,
+                layout.FP_LIMIT,
+                top - (config.max_call_depth - 1) * config.stack_size,
+                (shadow_top - top - config.stack_size) & MASK64,
+            )
         return budget
 
     def _unmap_others(self, mapped: int) -> None:
