@@ -1,15 +1,16 @@
 """Code templates: the common rows' machine code, learned from the general lowering.
 
-The code of most ALU instructions, and of loads and stores at constant offsets from
-r10 inside the frame, depends only on the registers they name, an encoding class of
+The code of most ALU instructions, of the compares of conditional jumps, and of loads
+and stores at constant offsets from r10 inside the frame, depends only on the
+registers they name, an encoding class of
 their immediate or displacement (fits in 8 bits or not, negative or not), and that
 value written as the last bytes (x86 puts immediates and displacements last).  A
 templated row keeps, for each such *shape*, the code the general lowering wrote the
 first time it met the shape, with those trailing bytes cut off; every later
 instruction of the shape is one look-up, an append and the value's bytes.  Shapes are
-few (at most 11 x 16 per row, most rows far fewer), so templates are filled on first
-use and kept for the process: the general lowering stays the one definition of the
-code, and a template only remembers it.
+few (20 to 110 per row; 640 for a shift by a constant, one per register and count),
+so templates are filled on first use and kept for the process: the general lowering
+stays the one definition of the code, and a template only remembers it.
 
 A template is learned only when the general lowering wrote nothing out of line and
 its code ends with exactly the value's bytes; otherwise that instruction keeps the
