@@ -107,6 +107,10 @@ class NativeCode:
     of each block, and for every instruction when compiled with ``every_offset``."""
     entry: int
     """Offset of ``status run(context)``: one run from the registers in the context."""
+    input_entry: int
+    """Offset of the same run that first points the input slot of the region table at
+    ``PACKET_HOST`` and ``PACKET_LENGTH`` (write counts masked with ``BATCH_WRITABLE``),
+    as the record loop does for each record: Python then leaves that row alone."""
     batch_entry: int
     """Offset of ``status run_batch(context)``: the record loop (see :meth:`_Compiler.batch`),
     placed after the functions so its size does not move their code."""
@@ -348,6 +352,12 @@ class _Compiler:
         self.load_registers()
         asm.call(self.function_labels[0])
         asm.jmp(self.exit_ok)
+        input_entry_offset = asm.pos
+        self.prologue()
+        self.input_row(layout.PACKET_HOST, layout.PACKET_LENGTH)
+        self.load_registers()
+        asm.call(self.function_labels[0])
+        asm.jmp(self.exit_ok)
         for entry, end in self.program.functions:
             self.function(entry, end)
         batch_offset = asm.pos
@@ -382,6 +392,7 @@ class _Compiler:
             code,
             self.offsets,
             entry_offset,
+            input_entry_offset,
             batch_offset,
             self.memory_sites,
             self.saved_registers,
@@ -533,6 +544,17 @@ class _Compiler:
         asm.jmp(loop)
         asm.bind(done)
         asm.jmp(self.exit_ok)
+
+    def input_row(self, host: int, length: int) -> None:
+        """Point the input slot's row at the buffer whose host address and length are
+        the context fields ``host`` and ``length`` (clobbers rax, rcx, rdx, rsi, rbx)."""
+        asm = self.asm
+        slot = INPUT_BASE >> layout.SLOT_SHIFT
+        asm.load(RDX, CTX, host)
+        asm.store_r(CTX, layout.table_field(layout.HOST, slot), RDX)
+        asm.load(RSI, CTX, length)
+        asm.zero(RBX)
+        self.input_counts(RSI, RBX)
 
     def input_counts(self, length: int, zero: int) -> None:
         """The input slot's counts for a record of ``length`` bytes (its lowest address

@@ -72,6 +72,13 @@ _R0_WORD = layout.REGS // 8
 _BUDGET_LEFT_WORD = layout.BUDGET_LEFT // 8
 _STACK_SLOT = STACK_BASE >> layout.SLOT_SHIFT
 _STACK_LOWEST_WORD = _LOWEST_WORD + _STACK_SLOT
+_INPUT_SLOT = INPUT_BASE >> layout.SLOT_SHIFT
+_INPUT_BIT = 1 << _INPUT_SLOT
+_WRITABLE_WORD = layout.BATCH_WRITABLE // 8
+_NATIVE_ROW = (-2, -2, False, 0)
+"""The row Python records for the input slot while native code keeps it
+(:meth:`CompiledNative._input_row`): unlike any real row, so leaving that mode rewrites
+the slot."""
 
 
 _Pins = list[ctypes.c_char]
@@ -103,6 +110,10 @@ class CompiledNative:
         self.native: NativeCode = compile_program(program, config)
         self._code = ExecutableMemory(self.native.code)
         self._entry = _ENTRY_TYPE(self._code.address + self.native.entry)
+        self._input_entry = _ENTRY_TYPE(self._code.address + self.native.input_entry)
+        self._native_input = False
+        """Whether the last :meth:`_fill_context` left the input row to native code
+        (:attr:`NativeCode.input_entry`)."""
         self._batch_entry = _ENTRY_TYPE(self._code.address + self.native.batch_entry)
         self._count_words = tuple(
             (layout.table_field(layout.COUNT[size, write], 0) // 8, size, write)
@@ -204,7 +215,8 @@ class CompiledNative:
                 if budget < 0:
                     return self._reference.run(m)
                 self._machine = m
-                status = self._entry(self._context_address)
+                entry = self._input_entry if self._native_input else self._entry
+                status = entry(self._context_address)
                 if status == _OK:
                     words = self._words
                     m.regs[0] = r0 = words[_R0_WORD]
@@ -235,7 +247,13 @@ class CompiledNative:
             return -1  # the code's frame proofs assume the stack Machine.create lays out
         stack_host = packet_host = -1
         mapped = 0
+        self._native_input = False
         for region in m.memory.regions:
+            if region is packet and not mapped & _INPUT_BIT:
+                packet_host = self._input_row(region, pins)
+                if packet_host >= 0:
+                    mapped |= _INPUT_BIT
+                    continue
             base = region.base
             slot = base >> _SHIFT
             bit = 1 << slot
@@ -312,6 +330,38 @@ class CompiledNative:
                 (shadow_top - top - config.stack_size) & MASK64,
             )
         return budget
+
+    def _input_row(self, packet: MemoryRegion, pins: _Pins) -> int:
+        """Leave the input slot's row to native code, which points it at
+        ``PACKET_HOST`` and ``PACKET_LENGTH``, when the packet is the usual input: a
+        buffer pybpf does not own, at ``INPUT_BASE``, that fits the slot.  Pins it,
+        writes its writability and returns its host address; -1 (nothing done) for
+        any other packet."""
+        buffer = packet.buffer
+        if (
+            packet.owned
+            or packet.base != INPUT_BASE
+            or packet.vm_start != INPUT_BASE
+            or len(buffer) > 1 << _SHIFT
+        ):
+            return -1
+        words = self._words
+        if self._rows.get(_INPUT_SLOT) is not _NATIVE_ROW:
+            if _INPUT_SLOT in self._held:
+                del self._held[_INPUT_SLOT]
+            words[_LOWEST_WORD + _INPUT_SLOT] = INPUT_BASE
+            self._rows[_INPUT_SLOT] = _NATIVE_ROW
+        if not len(buffer):
+            host = 0
+        elif type(buffer) is bytearray:
+            view = _export(buffer)
+            pins.append(view)
+            host = _addressof(view)
+        else:
+            host = _pin(packet, pins)
+        words[_WRITABLE_WORD] = MASK64 if packet.writable else 0
+        self._native_input = True
+        return host
 
     def _unmap_others(self, mapped: int) -> None:
         """Close every slot the last run mapped and this one (bits of ``mapped``) does not."""
