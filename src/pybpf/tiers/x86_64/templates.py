@@ -126,26 +126,6 @@ def _immediate(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
     return lower
 
 
-def _move_immediate(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
-    """``mov dst, imm``: a 32-bit pattern last, whose form depends on the sign."""
-    shapes: dict[int, bytes] = {}
-    _TEMPLATES.append(shapes)
-    learn = _learner(general, shapes)
-
-    def lower(compiler: L, pc: int, insn: Instruction) -> None:
-        imm = insn.imm
-        shape = insn.dst << 1 | (imm < 0)
-        code = shapes.get(shape)
-        if code is None:
-            learn(compiler, pc, insn, shape, _PACK_U32(imm & 0xFFFF_FFFF))
-            return
-        buf = compiler.asm.buf
-        buf += code
-        buf += _PACK_U32(imm & 0xFFFF_FFFF)
-
-    return lower
-
-
 def _shift_immediate(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
     """A shift by a constant: the code of each register and (masked) count."""
     shapes: dict[int, bytes] = {}
@@ -202,80 +182,84 @@ def _frame_access(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
     return lower
 
 
-def _frame_store_immediate(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
+Shape = Callable[[Lowerer, Instruction], tuple[int, bytes] | None]
+"""An instruction's shape and the bytes its code ends with, or None when the general
+lowering must write it."""
+
+
+def _tailed(
+    shape_of: Callable[[InsnSpec], Shape],
+) -> Callable[[Lowering[L], InsnSpec], Lowering[L]]:
+    """Templates for rows whose shape and trailing bytes ``shape_of(spec)`` computes."""
+
+    def make(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
+        shapes: dict[int, bytes] = {}
+        _TEMPLATES.append(shapes)
+        learn = _learner(general, shapes)
+        find = shape_of(spec)
+
+        def lower(compiler: L, pc: int, insn: Instruction) -> None:
+            found = find(compiler, insn)
+            if found is None:
+                general(compiler, pc, insn)
+                return
+            shape, tail = found
+            code = shapes.get(shape)
+            if code is None:
+                learn(compiler, pc, insn, shape, tail)
+                return
+            buf = compiler.asm.buf
+            buf += code
+            buf += tail
+
+        return lower
+
+    return make
+
+
+def _move_immediate(spec: InsnSpec) -> Shape:
+    """``mov dst, imm``: a 32-bit pattern last, whose form depends on the sign."""
+    return lambda _compiler, insn: (
+        insn.dst << 1 | (insn.imm < 0),
+        _PACK_U32(insn.imm & 0xFFFF_FFFF),
+    )
+
+
+def _compare_immediate(spec: InsnSpec) -> Shape:
+    """``cmp dst, imm`` (imm8 or imm32), or ``test dst, dst`` for a compare with 0."""
+
+    def shape(_compiler: Lowerer, insn: Instruction) -> tuple[int, bytes]:
+        imm = insn.imm
+        if imm == 0:
+            return insn.dst << 2, b""
+        if -0x80 <= imm <= 0x7F:
+            return insn.dst << 2 | 1, bytes((imm & 0xFF,))
+        return insn.dst << 2 | 2, _PACK_I32(imm)
+
+    return shape
+
+
+def _test_immediate(spec: InsnSpec) -> Shape:
+    """``test dst, imm32``: there is no imm8 form."""
+    return lambda _compiler, insn: (insn.dst, _PACK_U32(insn.imm & 0xFFFF_FFFF))
+
+
+def _frame_store_immediate(spec: InsnSpec) -> Shape:
     """An immediate store at a constant offset from r10 inside the frame: displacement
     then the immediate (the store's size, at most 4 bytes) last."""
-    shapes: dict[int, bytes] = {}
-    _TEMPLATES.append(shapes)
-    learn = _learner(general, shapes)
     size = spec.size
     imm_bytes = min(size, 4)
     imm_mask = WIDTH_MASK[imm_bytes * 8]
 
-    def lower(compiler: L, pc: int, insn: Instruction) -> None:
+    def shape(compiler: Lowerer, insn: Instruction) -> tuple[int, bytes] | None:
         off = insn.off
         if insn.dst != 10 or not -compiler.frame_size <= off <= -size:
-            general(compiler, pc, insn)
-            return
+            return None
         short = off >= -0x80
-        tail = _displacement(off, short) + (insn.imm & imm_mask).to_bytes(imm_bytes, "little")
-        code = shapes.get(short)
-        if code is None:
-            learn(compiler, pc, insn, short, tail)
-            return
-        buf = compiler.asm.buf
-        buf += code
-        buf += tail
+        disp = bytes((off & 0xFF,)) if short else _PACK_I32(off)
+        return short, disp + (insn.imm & imm_mask).to_bytes(imm_bytes, "little")
 
-    return lower
-
-
-def _displacement(off: int, short: bool) -> bytes:
-    return bytes((off & 0xFF,)) if short else _PACK_I32(off)
-
-
-def _compare_immediate(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
-    """``cmp dst, imm`` (imm8 or imm32), or ``test dst, dst`` for a compare with 0."""
-    shapes: dict[int, bytes] = {}
-    _TEMPLATES.append(shapes)
-    learn = _learner(general, shapes)
-
-    def lower(compiler: L, pc: int, insn: Instruction) -> None:
-        imm = insn.imm
-        if imm == 0:
-            shape, tail = insn.dst << 2, b""
-        elif -0x80 <= imm <= 0x7F:
-            shape, tail = insn.dst << 2 | 1, bytes((imm & 0xFF,))
-        else:
-            shape, tail = insn.dst << 2 | 2, _PACK_I32(imm)
-        code = shapes.get(shape)
-        if code is None:
-            learn(compiler, pc, insn, shape, tail)
-            return
-        buf = compiler.asm.buf
-        buf += code
-        buf += tail
-
-    return lower
-
-
-def _test_immediate(general: Lowering[L], spec: InsnSpec) -> Lowering[L]:
-    """``test dst, imm32``: there is no imm8 form."""
-    shapes: dict[int, bytes] = {}
-    _TEMPLATES.append(shapes)
-    learn = _learner(general, shapes)
-
-    def lower(compiler: L, pc: int, insn: Instruction) -> None:
-        tail = _PACK_U32(insn.imm & 0xFFFF_FFFF)
-        code = shapes.get(insn.dst)
-        if code is None:
-            learn(compiler, pc, insn, insn.dst, tail)
-            return
-        buf = compiler.asm.buf
-        buf += code
-        buf += tail
-
-    return lower
+    return shape
 
 
 _SETS_ZERO_FLAG = frozenset({Op.ADD, Op.SUB, Op.AND, Op.OR, Op.XOR})
@@ -286,12 +270,12 @@ _KINDS: dict[tuple[Op, Form], Callable[[Lowering[L], InsnSpec], Lowering[L]]] = 
     **{(op, Form.ALU_REG): _registers for op in _SETS_ZERO_FLAG},
     **{(op, Form.UNARY): _registers for op in (Op.NEG, Op.LE, Op.BE, Op.BSWAP)},
     **{(op, Form.ALU_IMM): _immediate for op in (*_SETS_ZERO_FLAG, Op.MUL)},
-    (Op.MOV, Form.ALU_IMM): _move_immediate,
+    (Op.MOV, Form.ALU_IMM): _tailed(_move_immediate),
     **{(op, Form.ALU_IMM): _shift_immediate for op in (Op.LSH, Op.RSH, Op.ARSH)},
     (Op.LOAD, Form.LOAD): _frame_access,
     (Op.LOADSX, Form.LOAD): _frame_access,
     (Op.STORE, Form.STORE_REG): _frame_access,
-    (Op.STORE, Form.STORE_IMM): _frame_store_immediate,
+    (Op.STORE, Form.STORE_IMM): _tailed(_frame_store_immediate),
 }
 """The templated (operation, form) pairs, and how each finds its shape."""
 
@@ -306,6 +290,4 @@ def templated_compare(spec: InsnSpec, general: Lowering[L]) -> Lowering[L]:
     """The flag-setting part of a conditional jump of row ``spec``, through templates."""
     if spec.form is Form.COND_REG:
         return _registers(general, spec)
-    if spec.op is Op.JSET:
-        return _test_immediate(general, spec)
-    return _compare_immediate(general, spec)
+    return _tailed(_test_immediate if spec.op is Op.JSET else _compare_immediate)(general, spec)
