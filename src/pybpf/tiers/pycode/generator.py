@@ -25,6 +25,7 @@ from pybpf.isa.semantics import ATOMIC_OPS, MASK32, MASK64, WIDTH_MASK, immediat
 from pybpf.isa.table import Form, Op
 from pybpf.program import BLOCK_ENDING_OPS, Program
 from pybpf.runtime.machine import MachineConfig, in_current_frame
+from pybpf.tiers.pycode.counted import Counted
 from pybpf.tiers.pycode.structure import Function, Loop, analyse
 from pybpf.tiers.pycode.support import PACK, UNPACK
 from pybpf.verifier import frames, ranges
@@ -249,6 +250,9 @@ class Generator:
         self._uncounted: int | None = None
         """The block of a one-block counted loop being written without its count
         (added once after the loop, from the number of passes)."""
+        self._passes: tuple[Loop, str] | None = None
+        """A counted loop of several blocks being written without its count per pass,
+        and the passes done so far as code: each way out adds them (:meth:`_loop`)."""
 
     @staticmethod
     def _scan(function: Function) -> None:
@@ -397,12 +401,16 @@ class Generator:
         # a loop of one block can leave only through its counter test (or by a fault,
         # which reports no count): it runs exactly one block more than its passes
         single = loop.first == loop.last
+        passes = None if single else _passes_done(function, loop, counted)
         self._unmetered = loop
         self._uncounted = loop.first if single else None
+        self._passes = None if passes is None else (loop, passes)
         try:
             unmetered = self._while(function, loop)
         finally:
-            self._unmetered = self._uncounted = None
+            self._unmetered = self._uncounted = self._passes = None
+        if passes is not None:
+            unmetered.insert(0, f"k0 = r{counted.counter}")
         counter = f"r{counted.counter}"
         first = f"({counter} + {counted.step}) & {MASK64:#x}" if counted.updated_first else counter
         bound = hex(counted.constant) if counted.bound is None else f"r{counted.bound}"
@@ -493,6 +501,7 @@ class Generator:
             total += self.inlined[callee]
             return (lines, total) if merges else ([*lines, f"count += {total}"], 0)
         count = f"count += {total}"
+        counting_passes = self._passes is not None and index in self._passes[0]
         if op not in BLOCK_ENDING_OPS:
             return (lines, total) if merges else ([*lines, count], 0)
         target = function.targets[index]
@@ -500,12 +509,15 @@ class Generator:
             jump = [] if index in function.skips else self._jump(function, index, target)
             condition = self._condition(last, state)
             if merges:
+                if counting_passes and self._passes is not None:  # a way out of the loop
+                    count = f"count += {total} + {self._passes[1]}"
                 taken = [f"if {condition}:", *_indent([count, *jump])] if jump else []
                 return lines + taken, total
             counting = [] if index == self._uncounted else [count]
             return [*lines, *counting, *([f"if {condition}:", *_indent(jump)] if jump else [])], 0
         if op is Op.JA and target is not None:
-            return [*lines, count, *self._jump(function, index, target)], 0
+            counting = [] if counting_passes else [count]  # the back edge: counted on the way out
+            return [*lines, *counting, *self._jump(function, index, target)], 0
         return [*lines, count, *self._terminator(function, index, last_pc, last)], 0
 
     def _condition(self, insn: Instruction, state: ranges.State) -> str:
@@ -798,3 +810,34 @@ class Generator:
             f"y = {s} & {mask}",
             f"{target} = mem.read_modify_write({address}, {spec.size}, lambda v: {update}, {pc})",
         ]
+
+
+def _passes_done(function: Function, loop: Loop, counted: Counted) -> str | None:
+    """The passes a counted loop has made, as code from its counter and ``k0`` (the
+    counter before the loop), when every pass runs all its blocks: they run in a
+    row, each but the last leaving the loop by a conditional jump or going on to
+    the next (a callee written out in place included), the last stepping the
+    counter and jumping back with ``ja``.  Then every way out, which
+    comes before the step, has seen ``(counter - k0) / step`` whole passes of
+    :attr:`Counted.length` instructions.  None for any other loop."""
+    _pc, final = function.blocks[loop.last][1][-1]
+    if final.spec.op is not Op.JA or function.targets[loop.last] != loop.first:
+        return None
+    if loop.has_guards or counted.updated_first:
+        return None
+    for index in range(loop.first, loop.last):
+        target = function.targets[index]
+        if target is not None and target in loop:
+            return None  # a jump inside the loop: passes differ in length
+        if index in function.skips or not function.merges_into_next(index, loop.last):
+            return None
+        op = function.blocks[index][1][-1][1].spec.op
+        if op in BLOCK_ENDING_OPS and op not in _CONDITIONS and op is not Op.CALL_LOCAL:
+            return None  # an exit or a packet load, which would count without the passes
+    if not any(
+        counted.counter in ranges.written(insn) for _pc, insn in function.blocks[loop.last][1]
+    ):
+        return None  # the step is not in the last block: ways out may follow it
+    step = counted.step
+    moved = f"(r{counted.counter} - k0)" if step > 0 else f"(k0 - r{counted.counter})"
+    return f"{counted.length} * ({moved} & {MASK64:#x}) // {abs(step)}"
