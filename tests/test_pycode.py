@@ -364,7 +364,84 @@ SHAPES: dict[str, str] = {
     out:
         exit
     """,
+    "input-walk-up": """
+        mov r0, 0
+        mov r3, r1
+        mov r4, r2
+        rsh r4, 1
+        jeq r4, 0, done
+    loop:
+        ldxh r5, [r3]
+        add r0, r5
+        add r3, 2
+        sub r4, 1
+        jne r4, 0, loop
+    done:
+        exit
+    """,
+    "input-walk-past-the-end": """
+        mov r0, 0
+        mov r3, r1
+        mov r4, 5
+    loop:
+        add r3, 2
+        ldxh r5, [r3-2]
+        add r0, r5
+        sub r4, 1
+        jne r4, 0, loop
+        exit
+    """,
+    "input-walk-down-storing": """
+        mov r3, r1
+        add r3, 7
+        mov r4, 8
+    loop:
+        stxb [r3], r4
+        sub r3, 1
+        sub r4, 1
+        jne r4, 0, loop
+        ldxdw r0, [r1]
+        exit
+    """,
+    "input-walk-down-past-the-start": """
+        mov r0, 0
+        mov r3, r1
+        add r3, 4
+        mov r4, 5
+    loop:
+        sub r3, 1
+        ldxb r5, [r3]
+        add r0, r5
+        sub r4, 1
+        jne r4, 0, loop
+        exit
+    """,
+    "input-walk-misaligned": """
+        lddw r0, 0x0807060504030201
+        stxdw [r1], r0
+        mov r0, 0
+        mov r3, r1
+        add r3, 1
+        mov r4, 3
+    loop:
+        ldxh r5, [r3]
+        add r0, r5
+        add r3, 2
+        sub r4, 1
+        jne r4, 0, loop
+        exit
+    """,
 }
+
+INPUT_WALKS = {
+    "input-walk-up": "and 0 <= r3 - IB and r3 - IB + 2 * trips <= IL2 and not (r3 - IB) & 1",
+    "input-walk-past-the-end": "and 0 <= r3 - IB and r3 - IB + 2 * trips <= IL2",
+    "input-walk-down-storing": "and 0 <= r3 - IB + -1 * trips and r3 - IB <= IW1",
+    "input-walk-misaligned": "and not (r3 - IB) & 1",
+    "input-walk-down-past-the-start": "and 0 <= r3 + -1 - IB + -1 * trips and r3 + -1 - IB <= IL1",
+}
+"""Loops walking the input with a stepped pointer, and the bounds test before the loop
+that stands for every pass's (the sweep runs them on an empty and an 8-byte input)."""
 
 COUNTED = {
     "counted-down-to-zero": True,
@@ -482,6 +559,12 @@ def test_a_call_written_in_place_still_meets_the_depth_limit(tier: str) -> None:
 def test_counted_loops_are_recognised(name: str, counted: bool) -> None:
     listing = VM(assemble(SHAPES[name]), tier="pycode").listing()
     assert ("_passes_" in listing) is counted
+
+
+@pytest.mark.parametrize(("name", "test"), INPUT_WALKS.items())
+def test_input_walks_test_their_bounds_once_before_the_loop(name: str, test: str) -> None:
+    listing = VM(assemble(SHAPES[name]), tier="pycode").listing()
+    assert test in listing
 
 
 @pytest.mark.parametrize(("name", "hoisted"), PASSES_COUNTED_ON_THE_WAY_OUT.items())

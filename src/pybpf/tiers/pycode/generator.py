@@ -250,6 +250,10 @@ class Generator:
         self._uncounted: int | None = None
         """The block of a one-block counted loop being written without its count
         (added once after the loop, from the number of passes)."""
+        self._hoisted: dict[int, bool] = {}
+        """Accesses (by pc) of the counted loop being written without budget tests
+        whose every pass the test before the loop has placed inside the input, and
+        whether they are aligned (:func:`_input_walks`)."""
         self._passes: tuple[Loop, str] | None = None
         """A counted loop of several blocks being written without its count per pass,
         and the passes done so far as code: each way out adds them (:meth:`_loop`)."""
@@ -402,13 +406,16 @@ class Generator:
         # which reports no count): it runs exactly one block more than its passes
         single = loop.first == loop.last
         passes = None if single else _passes_done(function, loop, counted)
+        walks = _input_walks(function, loop, self._packet_views(function)) if single else []
         self._unmetered = loop
         self._uncounted = loop.first if single else None
         self._passes = None if passes is None else (loop, passes)
+        self._hoisted = {walk.pc: walk.aligned for walk in walks}
         try:
             unmetered = self._while(function, loop)
         finally:
             self._unmetered = self._uncounted = self._passes = None
+            self._hoisted = {}
         if passes is not None:
             unmetered.insert(0, f"k0 = r{counted.counter}")
         counter = f"r{counted.counter}"
@@ -417,7 +424,8 @@ class Generator:
         passes = f"_passes_{counted.condition.value}({first}, {bound}, {counted.step})"
         limit = self.budget - function.reach[loop.first]
         if single:
-            guard = f"if count <= {limit} - {counted.length} * (trips := {passes}):"
+            bounds = "".join(f" and {walk.test}" for walk in walks)
+            guard = f"if count <= {limit} - {counted.length} * (trips := {passes}){bounds}:"
             unmetered.append(f"count += {counted.length} * (trips + 1)")
         else:
             guard = f"if count <= {limit} - {counted.length} * {passes}:"
@@ -686,6 +694,9 @@ class Generator:
             return [f"{d} = {wrap.format(self._frame_read(size, -insn.off))}"]
         setup, a = self._address(insn.src, insn.off)
         views = self._packet_views(self._current)
+        if pc in self._hoisted:  # inside the input on every pass (:func:`_input_walks`)
+            read = _read("ib", "i", size, views, self._hoisted[pc])
+            return [_input_offset(insn.src, insn.off), f"{d} = {wrap.format(read)}"]
         aligned = self._stack_aligned(insn.src, insn.off, size, state)
         stack = f"{d} = {wrap.format(_read('sb', 's', size, _VIEWS, aligned))}"
         slow = f"else: {d} = {wrap.format(f'mem.load({a} & {MASK64:#x}, {size}, {pc})')}"
@@ -746,6 +757,11 @@ class Generator:
             return [f"{PACK[size]}(sb, FO - {depth}, {value})"]
         setup, a = self._address(insn.dst, insn.off)
         views = self._packet_views(self._current)
+        if pc in self._hoisted:  # inside the writable input on every pass
+            return [
+                _input_offset(insn.dst, insn.off),
+                *_write("ib", "i", size, value, views, self._hoisted[pc]),
+            ]
         aligned = self._stack_aligned(insn.dst, insn.off, size, state)
         stack = _write("sb", "s", size, value, _VIEWS, aligned)
         slow = f"else: mem.store({a} & {MASK64:#x}, {size}, {value}, {pc})"
@@ -841,3 +857,68 @@ def _passes_done(function: Function, loop: Loop, counted: Counted) -> str | None
     step = counted.step
     moved = f"(r{counted.counter} - k0)" if step > 0 else f"(k0 - r{counted.counter})"
     return f"{counted.length} * ({moved} & {MASK64:#x}) // {abs(step)}"
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """A load or store of a one-block counted loop whose base steps by a constant."""
+
+    pc: int
+    test: str
+    """Code, true before the loop when every pass's access is inside the input (and
+    aligned, when ``aligned``), given ``trips`` (the passes after the first)."""
+    aligned: bool
+
+
+_ACCESS_FORMS = {Form.LOAD: "src", Form.STORE_REG: "dst", Form.STORE_IMM: "dst"}
+
+
+def _input_offset(base: int, off: int) -> str:
+    """``o``, the offset in the input of ``[base + off]``."""
+    return f"o = r{base} + {off} - IB" if off else f"o = r{base} - IB"
+
+
+def _input_walks(function: Function, loop: Loop, views: bool) -> list[_Walk]:
+    """The input accesses of a one-block counted loop whose base register the loop
+    steps by a constant once per pass (a 64-bit ``add`` or ``sub`` of an immediate,
+    its only write there).  The block runs ``trips + 1`` times, so such an access
+    reaches ``first``, ``first + step``, ... ``first + trips * step`` with ``first``
+    its address on the first pass; a test of both ends against the input's bounds
+    before the loop replaces the test of every pass (a failed one takes the copy
+    of the loop that tests each access)."""
+    body = function.blocks[loop.first][1]
+    writes: dict[int, list[int]] = {}
+    for index, (_pc, insn) in enumerate(body):
+        for register in ranges.written(insn):
+            writes.setdefault(register, []).append(index)
+    walks: list[_Walk] = []
+    for index, (pc, insn) in enumerate(body):
+        spec = insn.spec
+        field = _ACCESS_FORMS.get(spec.form)
+        if field is None or spec.op not in (Op.LOAD, Op.LOADSX, Op.STORE):
+            continue
+        base = insn.src if field == "src" else insn.dst
+        places = writes.get(base, [])
+        if base == 10 or len(places) != 1:
+            continue
+        update = body[places[0]][1]
+        update_spec = update.spec
+        if not (
+            update_spec.op in (Op.ADD, Op.SUB)
+            and update_spec.form is Form.ALU_IMM
+            and update_spec.width == 64
+        ):
+            continue
+        step = update.imm if update_spec.op is Op.ADD else -update.imm
+        size = spec.size
+        start = insn.off + (step if places[0] < index else 0)  # from the base before the loop
+        first = f"r{base} + {start} - IB" if start else f"r{base} - IB"
+        last = f"{first} + {step} * trips"
+        low, high = (first, last) if step >= 0 else (last, first)
+        bound = f"IW{size}" if spec.op is Op.STORE else f"IL{size}"
+        test = f"0 <= {low} and {high} <= {bound}"
+        aligned = views and size > 1 and step % size == 0
+        if aligned:
+            test += f" and not ({first}) & {size - 1}"
+        walks.append(_Walk(pc, test, aligned))
+    return walks
