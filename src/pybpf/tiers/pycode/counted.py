@@ -187,19 +187,27 @@ def counted_loop(shape: LoopShape, written: list[int]) -> Counted | None:
     return None
 
 
+def constant_step(insn: Instruction, register: int) -> int | None:
+    """The signed amount ``insn`` adds to ``register``, if it is a 64-bit ``add`` or
+    ``sub`` of an immediate to it (else None)."""
+    spec = insn.spec
+    if (
+        spec.op in _STEPS
+        and spec.form is Form.ALU_IMM
+        and spec.width == 64
+        and insn.dst == register
+    ):
+        return _STEPS[spec.op] * insn.imm  # a 64-bit operation sign-extends imm
+    return None
+
+
 def _update(shape: LoopShape, counter: int, every_pass: set[int]) -> tuple[int, int] | None:
     """The block and signed step of the loop's one write of ``counter``, if that is
     a 64-bit ``add`` or ``sub`` of a constant in a block every pass runs."""
     for i in sorted(every_pass):
         for insn in shape.bodies[i - shape.first]:
-            spec = insn.spec
-            if (
-                spec.op in _STEPS
-                and spec.form is Form.ALU_IMM
-                and spec.width == 64
-                and insn.dst == counter
-            ):
-                step = _STEPS[spec.op] * insn.imm  # a 64-bit operation sign-extends imm
+            step = constant_step(insn, counter)
+            if step is not None:
                 return (i, step) if step else None
     return None
 

@@ -25,7 +25,7 @@ from pybpf.isa.semantics import ATOMIC_OPS, MASK32, MASK64, WIDTH_MASK, immediat
 from pybpf.isa.table import Form, Op
 from pybpf.program import BLOCK_ENDING_OPS, Program
 from pybpf.runtime.machine import MachineConfig, in_current_frame
-from pybpf.tiers.pycode.counted import Counted
+from pybpf.tiers.pycode.counted import Counted, constant_step
 from pybpf.tiers.pycode.structure import Function, Loop, analyse
 from pybpf.tiers.pycode.support import PACK, UNPACK
 from pybpf.verifier import frames, ranges
@@ -509,7 +509,7 @@ class Generator:
             total += self.inlined[callee]
             return (lines, total) if merges else ([*lines, f"count += {total}"], 0)
         count = f"count += {total}"
-        counting_passes = self._passes is not None and index in self._passes[0]
+        passes = self._passes[1] if self._passes and index in self._passes[0] else None
         if op not in BLOCK_ENDING_OPS:
             return (lines, total) if merges else ([*lines, count], 0)
         target = function.targets[index]
@@ -517,14 +517,16 @@ class Generator:
             jump = [] if index in function.skips else self._jump(function, index, target)
             condition = self._condition(last, state)
             if merges:
-                if counting_passes and self._passes is not None:  # a way out of the loop
-                    count = f"count += {total} + {self._passes[1]}"
+                if passes is not None:  # a way out of the loop
+                    count = f"count += {total} + {passes}"
                 taken = [f"if {condition}:", *_indent([count, *jump])] if jump else []
                 return lines + taken, total
             counting = [] if index == self._uncounted else [count]
             return [*lines, *counting, *([f"if {condition}:", *_indent(jump)] if jump else [])], 0
         if op is Op.JA and target is not None:
-            counting = [] if counting_passes else [count]  # the back edge: counted on the way out
+            counting = (
+                [] if passes is not None else [count]
+            )  # the back edge: counted on the way out
             return [*lines, *counting, *self._jump(function, index, target)], 0
         return [*lines, count, *self._terminator(function, index, last_pc, last)], 0
 
@@ -833,8 +835,8 @@ def _passes_done(function: Function, loop: Loop, counted: Counted) -> str | None
     counter before the loop), when every pass runs all its blocks: they run in a
     row, each but the last leaving the loop by a conditional jump or going on to
     the next (a callee written out in place included), the last stepping the
-    counter and jumping back with ``ja``.  Then every way out, which
-    comes before the step, has seen ``(counter - k0) / step`` whole passes of
+    counter and jumping back with ``ja``.  Then every way out, which comes before
+    the step, has seen ``(counter - k0) / step`` whole passes of
     :attr:`Counted.length` instructions.  None for any other loop."""
     _pc, final = function.blocks[loop.last][1][-1]
     if final.spec.op is not Op.JA or function.targets[loop.last] != loop.first:
@@ -870,9 +872,6 @@ class _Walk:
     aligned: bool
 
 
-_ACCESS_FORMS = {Form.LOAD: "src", Form.STORE_REG: "dst", Form.STORE_IMM: "dst"}
-
-
 def _input_offset(base: int, off: int) -> str:
     """``o``, the offset in the input of ``[base + off]``."""
     return f"o = r{base} + {off} - IB" if off else f"o = r{base} - IB"
@@ -894,22 +893,15 @@ def _input_walks(function: Function, loop: Loop, views: bool) -> list[_Walk]:
     walks: list[_Walk] = []
     for index, (pc, insn) in enumerate(body):
         spec = insn.spec
-        field = _ACCESS_FORMS.get(spec.form)
-        if field is None or spec.op not in (Op.LOAD, Op.LOADSX, Op.STORE):
-            continue
-        base = insn.src if field == "src" else insn.dst
+        if spec.op not in (Op.LOAD, Op.LOADSX, Op.STORE):
+            continue  # atomics keep their checks
+        base = ranges.access_base(insn)
         places = writes.get(base, [])
-        if base == 10 or len(places) != 1:
+        if len(places) != 1:
             continue
-        update = body[places[0]][1]
-        update_spec = update.spec
-        if not (
-            update_spec.op in (Op.ADD, Op.SUB)
-            and update_spec.form is Form.ALU_IMM
-            and update_spec.width == 64
-        ):
+        step = constant_step(body[places[0]][1], base)
+        if step is None:
             continue
-        step = update.imm if update_spec.op is Op.ADD else -update.imm
         size = spec.size
         start = insn.off + (step if places[0] < index else 0)  # from the base before the loop
         first = f"r{base} + {start} - IB" if start else f"r{base} - IB"
