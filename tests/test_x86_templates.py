@@ -165,3 +165,25 @@ def test_a_whole_program_compiles_the_same_with_templates_learned_or_not() -> No
     learned = compiler.compile_program(program, config)
     assert learning.code == learned.code
     assert learning.offsets == learned.offsets
+
+
+@pytest.mark.parametrize("impure", ["branch", "stub"])
+def test_code_with_a_branch_or_a_stub_is_never_learned(impure: str) -> None:
+    """Such code is not the same bytes elsewhere: every instruction keeps the general
+    lowering (which here counts its calls)."""
+    spec = next(spec for spec in TEMPLATED if spec.op is Op.ADD and spec.form is Form.ALU_REG)
+    calls: list[int] = []
+
+    def general(unit: compiler._Compiler, pc: int, insn: Instruction) -> None:
+        calls.append(pc)
+        if impure == "branch":
+            unit.asm.jmp(unit.asm.label())
+        else:
+            unit.cold.append(lambda: None)
+        unit.asm.buf += b"\x90"
+
+    lower = templates.templated(spec, general)
+    insn = Instruction.make(spec, 1, 2)
+    for pc in range(3):
+        lower(_fresh(), pc, insn)
+    assert calls == [0, 1, 2]

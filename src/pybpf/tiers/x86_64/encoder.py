@@ -485,6 +485,12 @@ class Assembler:
         """The offset the next instruction will be emitted at."""
         return len(self.buf)
 
+    @property
+    def references(self) -> int:
+        """How many labels and label references (branches to patch) there are: code
+        written while this stays the same can be copied elsewhere as it is."""
+        return len(self._labels) + len(self._fixups)
+
     # --- moves ------------------------------------------------------------------
 
     def mov_rr(self, dst: int, src: int, size: int = 64) -> None:

@@ -12,9 +12,9 @@ few (20 to 110 per row; 640 for a shift by a constant, one per register and coun
 so templates are filled on first use and kept for the process: the general lowering
 stays the one definition of the code, and a template only remembers it.
 
-A template is learned only when the general lowering wrote nothing out of line and
-its code ends with exactly the value's bytes; otherwise that instruction keeps the
-general code and the shape stays unlearned.
+A template is learned only when the general lowering wrote nothing out of line, made
+no label or branch to patch, and its code ends with exactly the value's bytes;
+otherwise that instruction keeps the general code and the shape stays unlearned.
 """
 
 from __future__ import annotations
@@ -62,11 +62,11 @@ def _learner(
     """Run the general lowering and remember its code for ``shape``, minus ``tail``."""
 
     def learn(compiler: L, pc: int, insn: Instruction, shape: int, tail: bytes) -> None:
-        buf = compiler.asm.buf
-        start, stubs = len(buf), len(compiler.cold)
+        asm = compiler.asm
+        start, stubs, references = len(asm.buf), len(compiler.cold), asm.references
         general(compiler, pc, insn)
-        code = bytes(buf[start:])
-        if len(compiler.cold) == stubs and code.endswith(tail):
+        code = bytes(asm.buf[start:])
+        if len(compiler.cold) == stubs and asm.references == references and code.endswith(tail):
             shapes[shape] = code[: len(code) - len(tail)]
 
     return learn
