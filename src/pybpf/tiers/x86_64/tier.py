@@ -72,6 +72,8 @@ _R0_WORD = layout.REGS // 8
 _BUDGET_LEFT_WORD = layout.BUDGET_LEFT // 8
 _STACK_SLOT = STACK_BASE >> layout.SLOT_SHIFT
 _STACK_LOWEST_WORD = _LOWEST_WORD + _STACK_SLOT
+_STACK_BIT = 1 << _STACK_SLOT
+_NOT_SEEN: tuple[MemoryRegion | None, int, object, int] = (None, -1, None, -1)
 _INPUT_SLOT = INPUT_BASE >> layout.SLOT_SHIFT
 _INPUT_BIT = 1 << _INPUT_SLOT
 _WRITABLE_WORD = layout.BATCH_WRITABLE // 8
@@ -141,6 +143,9 @@ class CompiledNative:
         """Slot -> export and host address of the owned buffer its row points into:
         the export keeps the buffer (so its id) alive and its address valid."""
         self._pins: _Pins = []
+        self._stack_seen: tuple[MemoryRegion | None, int, object, int] = _NOT_SEEN
+        """(stack region, its lowest address, its buffer, their host address) as the
+        last run wrote the stack slot's row: a run with the same needs no row work."""
         self._limits: tuple[int, MachineConfig | None] = (-1, None)
         """The stack top and config the context's STACK_TOP_HOST, FP_LIMIT and
         SHADOW_DELTA were written for (the same for every run on one stack)."""
@@ -248,12 +253,23 @@ class CompiledNative:
         stack_host = packet_host = -1
         mapped = 0
         self._native_input = False
+        seen = self._stack_seen
         for region in m.memory.regions:
             if region is packet and not mapped & _INPUT_BIT:
                 packet_host = self._input_row(region, pins)
                 if packet_host >= 0:
                     mapped |= _INPUT_BIT
                     continue
+            elif (
+                region is seen[0]
+                and region.vm_start == seen[1]
+                and region.buffer is seen[2]
+                and region.writable
+                and not mapped & _STACK_BIT
+            ):  # the stack as the last run left its row (its buffer pinned, held)
+                stack_host = seen[3]
+                mapped |= _STACK_BIT
+                continue
             base = region.base
             slot = base >> _SHIFT
             bit = 1 << slot
@@ -282,6 +298,8 @@ class CompiledNative:
                 words[_HOST_WORD + slot] = host + region.vm_start - base
             if region is stack:
                 stack_host = host
+                if owner and slot == _STACK_SLOT and region.writable:
+                    self._stack_seen = (stack, stack.vm_start, buffer, host)
             elif region is packet:
                 packet_host = host
         if mapped != self._mapped:
@@ -372,6 +390,8 @@ class CompiledNative:
                     words[read + slot] = words[write + slot] = 0
                 self._rows.pop(slot, None)
                 self._held.pop(slot, None)
+                if slot == _STACK_SLOT:
+                    self._stack_seen = _NOT_SEEN
         self._mapped = mapped
 
     def _write_row(
@@ -390,6 +410,8 @@ class CompiledNative:
         start, end, writable, owner = row
         if end > (slot + 1) << _SHIFT:
             return False
+        if slot == _STACK_SLOT:
+            self._stack_seen = _NOT_SEEN  # (set again once the stack's row is written)
         words = self._words
         if old is None or old[:3] != row[:3]:
             words[_LOWEST_WORD + slot] = start
@@ -417,6 +439,7 @@ class CompiledNative:
         rows = self._rows
         for slot, row in rows.items():
             rows[slot] = (-1, -1, False, row[3])
+        self._stack_seen = _NOT_SEEN
 
     # -- batches -------------------------------------------------------------------
 
