@@ -24,7 +24,9 @@ run to the interpreter at that block.  A division whose dividend and divisor are
 those of the division just before it (``n / d`` then ``n % d``) reuses its result.
 Helper calls go through one Python callback that reads its arguments from the
 context.  bpf-to-bpf calls are native calls with a shadow frame (return pc, r6-r9)
-in the context.
+in the context.  The lowerings below are the one definition of the code; the common
+rows reach them through :mod:`~pybpf.tiers.x86_64.templates`, which remembers what
+they wrote for each shape of instruction.
 """
 
 from __future__ import annotations
