@@ -405,18 +405,18 @@ class Generator:
         # a loop of one block can leave only through its counter test (or by a fault,
         # which reports no count): it runs exactly one block more than its passes
         single = loop.first == loop.last
-        passes = None if single else _passes_done(function, loop, counted)
+        done = None if single else _passes_done(function, loop, counted)
         walks = _input_walks(function, loop, self._packet_views(function)) if single else []
         self._unmetered = loop
         self._uncounted = loop.first if single else None
-        self._passes = None if passes is None else (loop, passes)
+        self._passes = None if done is None else (loop, done)
         self._hoisted = {walk.pc: walk.aligned for walk in walks}
         try:
             unmetered = self._while(function, loop)
         finally:
             self._unmetered = self._uncounted = self._passes = None
             self._hoisted = {}
-        if passes is not None:
+        if done is not None:
             unmetered.insert(0, f"k0 = r{counted.counter}")
         counter = f"r{counted.counter}"
         first = f"({counter} + {counted.step}) & {MASK64:#x}" if counted.updated_first else counter

@@ -287,14 +287,7 @@ class CompiledNative:
             if owner:
                 host = self._held[slot][1]
             else:
-                if end == base:
-                    host = 0
-                elif type(buffer) is bytearray:  # the usual input: pinned here, for speed
-                    view = _export(buffer)
-                    pins.append(view)
-                    host = _addressof(view)
-                else:
-                    host = _pin(region, pins)
+                host = _pin(region, pins)  # (the usual input takes _input_row instead)
                 words[_HOST_WORD + slot] = host + region.vm_start - base
             if region is stack:
                 stack_host = host
@@ -369,9 +362,7 @@ class CompiledNative:
                 del self._held[_INPUT_SLOT]
             words[_LOWEST_WORD + _INPUT_SLOT] = INPUT_BASE
             self._rows[_INPUT_SLOT] = _NATIVE_ROW
-        if not len(buffer):
-            host = 0
-        elif type(buffer) is bytearray:
+        if type(buffer) is bytearray and len(buffer):  # _pin's work, inline: once a run
             view = _export(buffer)
             pins.append(view)
             host = _addressof(view)
