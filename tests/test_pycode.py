@@ -27,7 +27,7 @@ from pybpf.asm import assemble
 from pybpf.isa import Op
 from pybpf.isa.semantics import MASK64
 from pybpf.tiers import available_tiers
-from pybpf.tiers.pycode.counted import NEVER, TRIPS
+from pybpf.verifier.counted import NEVER, TRIPS
 from test_differential import EXAMPLES, programs
 
 COMPILING_TIERS = [n for n, reason in available_tiers() if reason is None and n != "interp"]

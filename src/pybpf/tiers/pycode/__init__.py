@@ -16,7 +16,7 @@ against the longest forward path to the next test.  When that path could
 overrun, the run is handed to the reference interpreter right there with the
 exact machine state, so budget traps (and anything else that happens in that
 last stretch) match the interpreter instruction for instruction.  A loop whose
-passes a counter bounds (:mod:`.counted`) also comes without its backward-jump
+passes a counter bounds (:mod:`~pybpf.verifier.counted`) also comes without its backward-jump
 tests, and that copy runs when the budget covers its most passes; when such a
 loop is one block, that copy adds its count once, after the loop, from the number
 of passes (nothing in it reads the count, and a fault reports none).

@@ -25,10 +25,10 @@ from pybpf.isa.semantics import ATOMIC_OPS, MASK32, MASK64, WIDTH_MASK, immediat
 from pybpf.isa.table import Form, Op
 from pybpf.program import BLOCK_ENDING_OPS, Program
 from pybpf.runtime.machine import MachineConfig, in_current_frame
-from pybpf.tiers.pycode.counted import Counted, constant_step
 from pybpf.tiers.pycode.structure import Function, Loop, analyse
 from pybpf.tiers.pycode.support import PACK, UNPACK
 from pybpf.verifier import frames, ranges
+from pybpf.verifier.counted import Counted, walks
 
 _REGS = ", ".join(f"r{n}" for n in range(11))
 _CALLER_REGS = ", ".join(f"r{n}" for n in range(10))
@@ -879,38 +879,22 @@ def _input_offset(base: int, off: int) -> str:
 
 def _input_walks(function: Function, loop: Loop, views: bool) -> list[_Walk]:
     """The input accesses of a one-block counted loop whose base register the loop
-    steps by a constant once per pass (a 64-bit ``add`` or ``sub`` of an immediate,
-    its only write there).  The block runs ``trips + 1`` times, so such an access
-    reaches ``first``, ``first + step``, ... ``first + trips * step`` with ``first``
-    its address on the first pass; a test of both ends against the input's bounds
-    before the loop replaces the test of every pass (a failed one takes the copy
-    of the loop that tests each access)."""
+    steps by a constant (:func:`~pybpf.verifier.counted.walks`).  The block runs
+    ``trips + 1`` times, so such an access reaches ``first``, ``first + step``, ...
+    ``first + trips * step``; a test of both ends against the input's bounds before
+    the loop replaces the test of every pass (a failed one takes the copy of the
+    loop that tests each access)."""
     body = function.blocks[loop.first][1]
-    writes: dict[int, list[int]] = {}
-    for index, (_pc, insn) in enumerate(body):
-        for register in ranges.written(insn):
-            writes.setdefault(register, []).append(index)
-    walks: list[_Walk] = []
-    for index, (pc, insn) in enumerate(body):
-        spec = insn.spec
-        if spec.op not in (Op.LOAD, Op.LOADSX, Op.STORE):
-            continue  # atomics keep their checks
-        base = ranges.access_base(insn)
-        places = writes.get(base, [])
-        if len(places) != 1:
-            continue
-        step = constant_step(body[places[0]][1], base)
-        if step is None:
-            continue
-        size = spec.size
-        start = insn.off + (step if places[0] < index else 0)  # from the base before the loop
-        first = f"r{base} + {start} - IB" if start else f"r{base} - IB"
+    found: list[_Walk] = []
+    for walk in walks([insn for _pc, insn in body]):
+        start, step, size = walk.start, walk.step, walk.size
+        first = f"r{walk.base} + {start} - IB" if start else f"r{walk.base} - IB"
         last = f"{first} + {step} * trips"
         low, high = (first, last) if step >= 0 else (last, first)
-        bound = f"IW{size}" if spec.op is Op.STORE else f"IL{size}"
+        bound = f"IW{size}" if walk.write else f"IL{size}"
         test = f"0 <= {low} and {high} <= {bound}"
         aligned = views and size > 1 and step % size == 0
         if aligned:
             test += f" and not ({first}) & {size - 1}"
-        walks.append(_Walk(pc, test, aligned))
-    return walks
+        found.append(_Walk(body[walk.index][0], test, aligned))
+    return found

@@ -8,7 +8,7 @@ pc``.  A jump out of several loops at once breaks out level by level; the code
 after each loop passes it on (a negative ``b`` continues an enclosing loop).
 
 Also here: how far the meter may run between two budget tests, which loops a
-counter bounds (:mod:`.counted`), and the value ranges of the registers at each
+counter bounds (:mod:`~pybpf.verifier.counted`), and the value ranges of the registers at each
 block's entry.
 """
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 from pybpf.isa.table import CONDITIONAL_JUMP_OPS, Op
 from pybpf.program import Block, Program
-from pybpf.tiers.pycode.counted import Counted, LoopShape, counted_loop
 from pybpf.verifier import frames, ranges
+from pybpf.verifier.counted import Counted, LoopShape, counted_loop
 
 MAX_LOOP_NESTING = 12
 """Deeper loop nests are flattened into one loop (CPython allows 20 nested blocks)."""
@@ -106,7 +106,7 @@ class Function:
     reach: list[int] = field(default_factory=list)
     """Longest run of instructions from each block to the next budget test."""
     counted: dict[int, Counted] = field(default_factory=dict)
-    """Loops (by first block) whose passes a counter bounds (:mod:`.counted`)."""
+    """Loops (by first block) whose passes a counter bounds (:mod:`~pybpf.verifier.counted`)."""
     entry_ranges: list[ranges.State | None] = field(default_factory=list)
     """Register ranges as each block starts (None: the block is unreachable)."""
     uses_memory: bool = False
@@ -184,7 +184,7 @@ def analyse(
 def _counted_loops(
     function: Function, program: Program, inlined: dict[int, int]
 ) -> dict[int, Counted]:
-    """The loops :func:`~.counted.counted_loop` bounds, among those it may look at:
+    """The loops :func:`~pybpf.verifier.counted.counted_loop` bounds, among those it may look at:
     innermost, entered only at their first block, calling nothing not written out."""
     found: dict[int, Counted] = {}
     entered = {

@@ -9,7 +9,7 @@ from pybpf.errors import CallDepthExceededError
 from pybpf.isa.semantics import BINARY_OPS, byte_swap
 from pybpf.runtime.helpers import invoke_helper
 from pybpf.runtime.machine import Frame
-from pybpf.tiers.pycode.counted import TRIPS
+from pybpf.verifier.counted import TRIPS
 
 UNPACK = {size: f"_U{size}" for size in (1, 2, 4, 8)}
 PACK = {size: f"_P{size}" for size in (1, 2, 4, 8)}

@@ -52,7 +52,7 @@ from pybpf.tiers.x86_64.analysis import (
 )
 from pybpf.tiers.x86_64.encoder import AluOp, Assembler, Cond, Label, ShiftOp, UnaryOp
 from pybpf.tiers.x86_64.layout import Status
-from pybpf.verifier import frames, ranges
+from pybpf.verifier import counted, frames, ranges
 
 RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI = 0, 1, 2, 3, 4, 5, 6, 7
 R8, R9, R10, R11, R12, R13, R14, R15 = 8, 9, 10, 11, 12, 13, 14, 15
@@ -131,10 +131,16 @@ class NativeCode:
     """How many accesses go unchecked because the value ranges place them inside the
     current frame (:func:`~pybpf.verifier.frames.frame_accesses`); such code assumes
     the stack :func:`~pybpf.verifier.frames.stack_top` describes."""
+    counted_copies: dict[int, int] = field(default_factory=dict)
+    """Code offset -> pc of each one-block counted loop's guard, which is followed by
+    the loop's copy without the meter (:meth:`_Compiler.counted_copy`)."""
 
 
 ColdPath = Callable[[], None]
 """Out-of-line code, emitted after every function: binds its own label first."""
+
+BlockBody = tuple[tuple[int, Instruction], ...]
+"""A basic block's ``(pc, instruction)`` pairs (the second half of a :data:`Block`)."""
 
 Regions = tuple[int | None, ...]
 """The predicted region slot of each eBPF register r0-r10 (None: no prediction).  A
@@ -201,6 +207,12 @@ class _Compiler:
     """(size, write) of the kinds of memory access the program has (:func:`access_kinds`)."""
     saved_registers: dict[int, tuple[int, ...]] = field(default_factory=dict)
     callee_effects: dict[int, CalleeEffects] = field(default_factory=dict)
+    hoisted: frozenset[int] = frozenset()
+    """The accesses (by pc) of the loop copy being compiled whose walk was checked
+    before it: addressed as ``[base + rcx + off]``, rcx holding the region's host
+    address minus its lowest VM address (:meth:`counted_copy`)."""
+    counted_copies: dict[int, int] = field(default_factory=dict)
+    """Code offset -> pc of each counted loop's guard and copy without the meter."""
 
     # -- helpers ------------------------------------------------------------------
 
@@ -401,12 +413,13 @@ class _Compiler:
             cold_count,
             stubs_offset,
             len(self.frame_proofs),
+            self.counted_copies,
         )
 
     def function(self, entry: int, end: int) -> None:
         """The code of one function, its blocks laid out in program order (falling
-        through needs no code).  The loop follows each instruction's writes in the
-        region predictions and value numbers inline: it runs once per instruction."""
+        through needs no code); a counted loop of one block also gets a copy that
+        runs without the meter (:meth:`counted_copy`) when the budget allows."""
         asm, program = self.asm, self.program
         jump_targets = program.jump_targets
         asm.bind(self.function_labels[entry])
@@ -420,11 +433,15 @@ class _Compiler:
         falls_through = True
         self.plan = meter_plan(blocks, self.inlined)
         checkpoints, fall_refunds = self.plan.checkpoints, self.plan.fall_refund
-        offsets, buf, rows = self.offsets, asm.buf, _ROWS
-        numbering, every_offset = self.numbering, self.every_offset
+        offsets, buf = self.offsets, asm.buf
+        numbering = self.numbering
         last_block = len(blocks) - 1
         incoming = self.incoming
+        after_copy: Label | None = None
         for index, (start, block) in enumerate(blocks):
+            if after_copy is not None:
+                asm.bind(after_copy)  # where the loop's copy without the meter leaves
+                after_copy = None
             # the predictions on entry: those carried by forward jumps, joined with the
             # fall-through's; a block reached only backwards knows nothing
             carried = incoming.pop(start, None)
@@ -433,45 +450,213 @@ class _Compiler:
             elif not falls_through:
                 regions = self.regions = _NO_PREDICTION
             is_target = start in jump_targets
-            if numbering and (is_target or start == entry):
-                self.unknown_values()  # more than one way in
             if is_target:
+                last_pc, last = block[-1]
+                if (
+                    falls_through
+                    and index < last_block
+                    and last.spec.op in _JUMP_CONDITIONS
+                    and last_pc + 1 + last.off == start
+                ):  # a loop of one block, entered here by falling into it
+                    after_copy = self.counted_copy(start, block)
+                if numbering:
+                    self.unknown_values()  # more than one way in
                 asm.bind(labels[start])
+            elif numbering and start == entry:
+                self.unknown_values()
             block_offset = len(buf)  # the block's meter code shows with its first insn
             self.block_start, self.zero_flag = start, None  # (other ways in, the meter)
             if start in checkpoints:
                 self.meter(start)
-            values = self.values
-            for pc, insn in block:
-                if every_offset:
-                    offsets[pc] = len(buf)
-                row = rows[insn.spec]
-                row.lower(self, pc, insn)
-                if numbering:
-                    if not row.keeps_scratch or insn.dst == 10 or insn.src == 10:
-                        self.quotient = None
-                    if row.writes_dst:
-                        dst = insn.dst
-                        if row.copies_value:
-                            values[dst] = values[insn.src]
-                        else:
-                            values[dst] = self.fresh_value
-                            self.fresh_value += 1
-                rule = row.dst_region
-                if rule is _no_region:
-                    if regions[insn.dst] is not None:
-                        regions = self.regions = _predict(regions, insn.dst, None)
-                elif rule is not None:
-                    region = rule(regions, insn)
-                    if region != regions[insn.dst]:
-                        regions = self.regions = _predict(regions, insn.dst, region)
-                elif row.other_writes is not None:
-                    self.forget(_OTHER_WRITES[row.other_writes](insn))
-                    regions = self.regions
+            regions = self.lower_block(block)
             offsets[start] = block_offset
             falls_through = block[-1][1].spec.op not in NO_FALL_THROUGH
             if falls_through and index < last_block and start in fall_refunds:
                 asm.alu_ri(_ADD, METER, fall_refunds[start])
+
+    def lower_block(self, block: BlockBody) -> Regions:
+        """The code of a block's instructions, after its meter check.  The loop follows
+        each instruction's writes in the region predictions and value numbers inline:
+        it runs once per instruction.  Returns the predictions at the block's end."""
+        buf, rows, offsets = self.asm.buf, _ROWS, self.offsets
+        numbering, every_offset = self.numbering, self.every_offset
+        regions, values = self.regions, self.values
+        for pc, insn in block:
+            if every_offset:
+                offsets[pc] = len(buf)
+            row = rows[insn.spec]
+            row.lower(self, pc, insn)
+            if numbering:
+                if not row.keeps_scratch or insn.dst == 10 or insn.src == 10:
+                    self.quotient = None
+                if row.writes_dst:
+                    dst = insn.dst
+                    if row.copies_value:
+                        values[dst] = values[insn.src]
+                    else:
+                        values[dst] = self.fresh_value
+                        self.fresh_value += 1
+            rule = row.dst_region
+            if rule is _no_region:
+                if regions[insn.dst] is not None:
+                    regions = self.regions = _predict(regions, insn.dst, None)
+            elif rule is not None:
+                region = rule(regions, insn)
+                if region != regions[insn.dst]:
+                    regions = self.regions = _predict(regions, insn.dst, region)
+            elif row.other_writes is not None:
+                self.forget(_OTHER_WRITES[row.other_writes](insn))
+                regions = self.regions
+        return regions
+
+    def counted_copy(self, start: int, block: BlockBody) -> Label | None:
+        """A one-block loop that a counter bounds (:func:`~pybpf.verifier.counted.one_block_loop`)
+        gets a guard where it is fallen into, and a copy of itself without the meter.
+
+        The block runs exactly ``trips + 1`` times (it leaves only by falling through its
+        counter test: nothing in the copy can trap, call or stop the run), so when the
+        budget covers that many passes the guard pays for all of them at once.  Accesses
+        the copy would check must be walks (:func:`~pybpf.verifier.counted.walks`) of
+        one predicted region: the guard tests both ends of each walk against the region
+        table, and the copy adds the region's host offset, kept in rcx, to the address.
+        The copy leaves for the next block with the meter the loop would have left, so
+        the code after it is shared; a failed test takes the loop as it is.  Returns the
+        label of the next block, or None (and no code) when the loop does not qualify.
+        """
+        if self.plan.checkpoints.get(start) != len(block) or start in self.plan.fall_refund:
+            return None
+        if start in self.plan.jump_refund:
+            return None
+        body = [insn for _pc, insn in block]
+        loop = counted.one_block_loop(body)
+        if loop is None or not _copyable_counter(loop):
+            return None
+        walks = {walk.index: walk for walk in counted.walks(body)}
+        checked: list[counted.Walk] = []
+        for index, (pc, insn) in enumerate(block):
+            spec = insn.spec
+            if spec not in _COPYABLE or (insn.src == 10 and spec.form is not _LOAD):
+                return None  # it may trap or call, or it uses rcx (r10 as a value)
+            if spec.op in _PLAIN_ACCESSES:
+                if in_current_frame(ranges.access_base(insn), insn.off, spec.size, self.frame_size):
+                    continue
+                if self.frame_top_at(pc) is not None:
+                    continue
+                walk = walks.get(index)
+                if walk is None:
+                    return None
+                checked.append(walk)
+            elif insn.dst == 10:
+                return None
+        slots = {self.regions[walk.base] for walk in checked}
+        slot = slots.pop() if len(slots) == 1 else 0 if not slots else None
+        if slot is None:
+            return None  # a walk of no predicted region, or of two
+        asm = self.asm
+        metered, after, fast = self.block_labels[start], asm.label(), asm.label()
+        self.counted_copies[asm.pos] = start
+        self.quotient = None
+        self.trips(loop, metered)
+        for walk in checked:
+            self.walk_check(walk, slot, metered)
+        limit = len(block)
+        asm.lea(RAX, RCX, 1)
+        asm.imul_rri(RAX, RAX, limit)
+        asm.alu_rr(_CMP, METER, RAX)
+        asm.jcc(Cond.B, metered)
+        asm.alu_rr(_SUB, METER, RAX)  # every pass, paid ahead
+        if checked:
+            asm.load(RCX, CTX, layout.table_field(layout.HOST, slot))
+            asm.alu_rm(_SUB, RCX, CTX, layout.table_field(layout.LOWEST, slot))
+        regions, labels = self.regions, self.block_labels
+        if self.numbering:
+            self.unknown_values()
+        self.hoisted = frozenset(block[walk.index][0] for walk in checked)
+        every_offset, self.every_offset = self.every_offset, False
+        labels[start] = fast  # the copy's backward jump goes to the copy
+        asm.bind(fast)
+        self.block_start, self.zero_flag = start, None
+        try:
+            self.lower_block(block)
+        finally:
+            labels[start] = metered
+            self.hoisted, self.every_offset, self.regions = frozenset(), every_offset, regions
+        asm.jmp(after)
+        return after
+
+    def trips(self, loop: counted.Counted, metered: Label) -> None:
+        """rcx = the passes after the first that a counted loop makes from here
+        (:data:`~pybpf.verifier.counted.TRIPS`, for a power-of-two step), or a jump to
+        ``metered`` when the counter may never meet its bound or the passes are more
+        than 2**31 - 1 (so no product below overflows); clobbers rax."""
+        asm = self.asm
+        op, step = loop.condition, loop.step
+        magnitude = abs(step)
+        shift = magnitude.bit_length() - 1
+        counter = REGISTER_MAP[loop.counter]
+        if loop.bound is not None:
+            bound = REGISTER_MAP[loop.bound]
+            never = _NEVER_TESTS.get(op)
+            if never is not None:  # the bound for which a step may carry past it
+                cond, imm = never(magnitude)
+                asm.alu_ri(_CMP, bound, imm)
+                asm.jcc(cond, metered)
+            asm.mov_rr(RCX, bound)
+        else:
+            asm.mov_ri(RCX, loop.constant)
+        if loop.updated_first:
+            asm.lea(RAX, counter, step)
+        else:
+            asm.mov_rr(RAX, counter)
+        if step > 0:
+            asm.alu_rr(_SUB, RCX, RAX)  # bound - first
+        else:
+            asm.alu_rr(_SUB, RAX, RCX)  # first - bound
+            asm.mov_rr(RCX, RAX)
+        none, done = asm.label(), asm.label()
+        if op is Op.JNE:
+            if magnitude > 1:
+                asm.test_ri(RCX, magnitude - 1)
+                asm.jcc(Cond.NE, metered)  # never met: stepping over the bound
+        else:
+            strict = op in (Op.JLT, Op.JGT)
+            asm.jcc(Cond.BE if strict else Cond.B, none)
+            if strict and magnitude > 1:
+                asm.alu_ri(_ADD, RCX, magnitude - 1)  # rounded up
+        if shift:
+            asm.shift_ri(ShiftOp.SHR, RCX, shift)
+        if op in (Op.JLE, Op.JGE):
+            asm.alu_ri(_ADD, RCX, 1)
+        if op is not Op.JNE:
+            asm.jmp(done, short=True)
+            asm.bind(none)
+            asm.zero(RCX)
+            asm.bind(done)
+        asm.alu_ri(_CMP, RCX, _MOST_TRIPS)
+        asm.jcc(Cond.A, metered)
+
+    def walk_check(self, walk: counted.Walk, slot: int, metered: Label) -> None:
+        """Jump to ``metered`` unless the first and the last address of ``walk`` (rcx
+        holding the passes after the first) are valid starts of its access in region
+        ``slot``: the addresses between them are then too.  Clobbers rax."""
+        asm = self.asm
+        base = REGISTER_MAP[walk.base]
+        lowest = layout.table_field(layout.LOWEST, slot)
+        count = layout.table_field(layout.COUNT[walk.size, walk.write], slot)
+        if walk.start:
+            asm.lea(RAX, base, walk.start)
+        else:
+            asm.mov_rr(RAX, base)
+        asm.alu_rm(_SUB, RAX, CTX, lowest)
+        asm.alu_rm(_CMP, RAX, CTX, count)
+        asm.jcc(Cond.AE, metered)
+        asm.imul_rri(RAX, RCX, walk.step)  # |trips * step| < 2**62
+        asm.alu_rr(_ADD, RAX, base)
+        if walk.start:
+            asm.lea(RAX, RAX, walk.start)
+        asm.alu_rm(_SUB, RAX, CTX, lowest)
+        asm.alu_rm(_CMP, RAX, CTX, count)
+        asm.jcc(Cond.AE, metered)
 
     def unknown_values(self) -> None:
         """Give every register a fresh value number (a block with several ways in)."""
@@ -783,6 +968,9 @@ class _Compiler:
         if top is not None:  # host address: the frame's top plus (base + off - r10)
             self.asm.load(dst, FP, insn.off - top, size * 8, signed, REGISTER_MAP[insn.src])
             return
+        if pc in self.hoisted:  # a walk checked before the loop: rcx is the host offset
+            self.asm.load(dst, REGISTER_MAP[insn.src], insn.off, size * 8, signed, RCX)
+            return
         self.translate(insn.src, insn.off, size, False, pc)
         self.asm.load(dst, RAX, 0, size * 8, signed)
 
@@ -794,6 +982,8 @@ class _Compiler:
             base, disp = FP, insn.off
         elif (top := self.frame_top_at(pc)) is not None:  # as in load
             base, disp, index = FP, insn.off - top, REGISTER_MAP[insn.dst]
+        elif pc in self.hoisted:  # as in load
+            base, disp, index = REGISTER_MAP[insn.dst], insn.off, RCX
         else:
             self.translate(insn.dst, insn.off, size, True, pc)
             base, disp = RAX, 0
@@ -1082,6 +1272,40 @@ _KEEPS_SCRATCH = frozenset(
 )
 """Operations whose code writes neither rax nor rcx, unless an operand is r10 or a shift
 count is a register: a division's results survive them (see :meth:`_Compiler.after`)."""
+_PLAIN_ACCESSES = frozenset({Op.LOAD, Op.LOADSX, Op.STORE})
+_LOAD = Form.LOAD
+_COPYABLE = frozenset(
+    spec
+    for spec in INSTRUCTIONS
+    if spec.op in _PLAIN_ACCESSES
+    or (spec.op in _KEEPS_SCRATCH and not (spec.op in _SHIFTS and spec.form is Form.ALU_REG))
+)
+"""Rows a loop copy without the meter may hold (:meth:`_Compiler.counted_copy`): none
+traps but a checked access, calls out or writes rcx, unless an operand is r10."""
+_MOST_TRIPS = 0x7FFF_FFFF
+"""The most passes a copy without the meter is chosen for: products of the passes with
+a block length or a step (each below 2**31) stay below 2**62."""
+_NEVER_TESTS: dict[Op, Callable[[int], tuple[Cond, int]]] = {
+    Op.JLT: lambda step: (Cond.A, -step),  # bound > 2**64 - step
+    Op.JLE: lambda step: (Cond.A, -step - 1),  # bound > 2**64 - 1 - step
+    Op.JGT: lambda step: (Cond.B, step - 1),  # bound < |step| - 1
+    Op.JGE: lambda step: (Cond.B, step),  # bound < |step|
+}
+"""For a register bound: the jump (``cmp bound, imm``) taken when the counter may step
+past the bound without ever meeting the comparison's end (:data:`~pybpf.verifier.counted.TRIPS`
+says NEVER), by the magnitude of the step."""
+
+
+def _copyable_counter(loop: counted.Counted) -> bool:
+    """Whether :meth:`_Compiler.trips` computes the passes of ``loop``: a power-of-two
+    step below 2**31, a bound other than r10, and, for a constant bound, one the
+    counter can meet."""
+    magnitude = abs(loop.step)
+    if magnitude & (magnitude - 1) or magnitude >= 1 << 31 or loop.bound == 10:
+        return False
+    if loop.bound is None and loop.condition is not Op.JNE:
+        return counted.TRIPS[loop.condition](0, loop.constant, loop.step) != counted.NEVER
+    return True
 
 
 RegionRule = Callable[[Regions, Instruction], int | None]

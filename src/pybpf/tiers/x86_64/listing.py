@@ -36,18 +36,24 @@ def native_listing(program: Program, native: NativeCode, base: int) -> str:
     from pybpf.asm import format_instruction
 
     decode = _decoder() or _hex_lines
-    starts = sorted(native.offsets.items(), key=lambda item: item[1])
+    # (offset, pc, heading): each instruction's code, and each counted loop's copy
+    starts = sorted(
+        [(offset, pc, "") for pc, offset in native.offsets.items()]
+        + [(offset, pc, _COPY_HEADING) for offset, pc in native.counted_copies.items()]
+    )
     lines = [f"; {len(native.code)} bytes of x86-64 at {base:#x}; entry +{native.entry:#x}"]
     if starts:
         lines.append("; prologue")
-        lines.extend("    " + line for line in decode(native.code[: starts[0][1]], base))
-    ends = [offset for _pc, offset in starts[1:]]
+        lines.extend("    " + line for line in decode(native.code[: starts[0][0]], base))
+    ends = [offset for offset, _pc, _heading in starts[1:]]
     stubs_start = len(native.code)
-    for (pc, offset), end in zip(starts, [*ends, None], strict=True):
+    for (offset, pc, heading), end in zip(starts, [*ends, None], strict=True):
         insn = program.by_pc[pc]
         if insn is None:
             continue
-        lines.append(f"{pc:5d}: {format_instruction(insn, pc)}")
+        lines.append(
+            heading.format(pc=pc) if heading else f"{pc:5d}: {format_instruction(insn, pc)}"
+        )
         stop = end if end is not None else _end_of_last(native, offset)
         stubs_start = stop if end is None else stubs_start
         lines.extend("    " + line for line in decode(native.code[offset:stop], base + offset))
@@ -59,6 +65,11 @@ def native_listing(program: Program, native: NativeCode, base: int) -> str:
     lines.append(f"; {native.stubs} trap stubs and the exit path")
     lines.extend("    " + line for line in decode(native.code[stubs_start:], base + stubs_start))
     return "\n".join(lines)
+
+
+_COPY_HEADING = (
+    "; the loop at {pc}, counted: its passes and walks tested once, then a copy without the meter"
+)
 
 
 def _end_of_last(native: NativeCode, offset: int) -> int:

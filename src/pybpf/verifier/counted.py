@@ -18,12 +18,13 @@ them runs instead (the loop as it is runs otherwise).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pybpf.isa.instruction import Instruction
 from pybpf.isa.semantics import MASK64, immediate_operand
 from pybpf.isa.table import Form, Op
+from pybpf.verifier import ranges
 from pybpf.verifier.ranges import NEGATION
 
 NEVER = 1 << 64
@@ -251,3 +252,55 @@ def _test_in(
         constant = immediate_operand(insn.imm, 64)
         return counter, step, op, bound, constant, updated_first
     return None
+
+
+def one_block_loop(body: Sequence[Instruction]) -> Counted | None:
+    """The counter of a loop of one block (``body``, ending in a conditional jump back
+    to its own start), if it has one: such a loop leaves only by falling through its
+    counter test, so it runs exactly ``trips + 1`` times (or until a fault)."""
+    written = [reg for insn in body for reg in ranges.written(insn)]
+    shape = LoopShape(0, 0, [list(body)], [0], [True], [len(body)])
+    return counted_loop(shape, written)
+
+
+@dataclass(frozen=True)
+class Walk:
+    """A load or store of a one-block counted loop whose base register the loop steps
+    by a constant once per pass (a 64-bit ``add`` or ``sub`` of an immediate, its only
+    write there): pass ``j`` (from 0) reaches ``base + start + j * step``, with
+    ``base`` the register's value before the loop."""
+
+    index: int
+    """The access's position in the block."""
+    base: int
+    start: int
+    step: int
+    size: int
+    write: bool
+
+
+def walks(body: Sequence[Instruction]) -> list[Walk]:
+    """The walks among the plain loads and stores of a one-block loop's ``body``
+    (atomics are left out: their code keeps its checks)."""
+    writes: dict[int, list[int]] = {}
+    for index, insn in enumerate(body):
+        for register in ranges.written(insn):
+            writes.setdefault(register, []).append(index)
+    found: list[Walk] = []
+    for index, insn in enumerate(body):
+        op = insn.spec.op
+        if op not in _PLAIN_ACCESSES:
+            continue
+        base = ranges.access_base(insn)
+        places = writes.get(base, [])
+        if len(places) != 1:
+            continue
+        step = constant_step(body[places[0]], base)
+        if step is None:
+            continue
+        start = insn.off + (step if places[0] < index else 0)
+        found.append(Walk(index, base, start, step, insn.spec.size, op is Op.STORE))
+    return found
+
+
+_PLAIN_ACCESSES = frozenset({Op.LOAD, Op.LOADSX, Op.STORE})
