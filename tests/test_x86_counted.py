@@ -172,6 +172,108 @@ def test_walks_with_either_end_outside_fault_as_the_interpreter_does(setup: str,
     assert_same_everywhere(program, mem, budgets_around(program, mem))
 
 
+def passes_loop(start: int, bound: int, step: int, leave: str, stop: int) -> str:
+    """A loop of three blocks: leave when ``r3 LEAVE r4`` (the counter test), then
+    when a running sum read back from the stack reaches ``stop``, then step r3 by
+    ``step`` and ``ja`` back; each way out adds its own mark to r0."""
+    return f"""
+        lddw r3, {start}
+        lddw r4, {bound}
+        mov r0, 0
+        stxdw [r10-8], r0
+    loop:
+        {leave} r3, r4, counted_out
+        ldxdw r5, [r10-8]
+        add r5, 1
+        stxdw [r10-8], r5
+        jeq r5, {stop}, stopped
+        add r3, {step}
+        ja loop
+    counted_out:
+        ldxdw r0, [r10-8]
+        exit
+    stopped:
+        mov r0, 1000
+        exit
+    """
+
+
+LEAVING = ("jeq", "jge", "jgt", "jle", "jlt")
+"""The counter tests that leave the loop (their negations let a pass go on)."""
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.sampled_from(INTERESTING) | st.integers(0, 40),
+    bound=st.sampled_from(INTERESTING) | st.integers(0, 40),
+    step=st.sampled_from((1, 2, 4, -1, -2, -4, 3)),
+    leave=st.sampled_from(LEAVING),
+    stop=st.integers(1, 30),
+)
+def test_loops_of_several_blocks_match_the_interpreter_at_every_budget(
+    start: int, bound: int, step: int, leave: str, stop: int
+) -> None:
+    program = assemble(passes_loop(start, bound, step, leave, stop))
+    assert_same_everywhere(program, b"", budgets_around(program, b""))
+
+
+def test_loops_of_several_blocks_get_copies() -> None:
+    for leave in LEAVING:
+        down = leave in ("jle", "jlt")
+        start, bound, step = (9, 1, -1) if down else (0, 9, 1)
+        program = assemble(passes_loop(start, bound, step, leave, 5))
+        assert list(copies(program).values()) == [6], leave
+        for stop in (3, 20):  # each way out first
+            program = assemble(passes_loop(start, bound, step, leave, stop))
+            assert_same_everywhere(program, b"", budgets_around(program, b""))
+    sort = assemble(open_benchmark("sort"))
+    assert sorted(copies(sort).values()) == [22, 33]  # the shift and the sum
+
+
+UNQUALIFIED = """
+        mov r3, 0
+        mov r4, 9
+        mov r0, 0
+        stxdw [r10-8], r0
+    loop:
+        jge r3, r4, counted_out
+        ldxdw r5, [{base}-8]
+        add r5, 1
+        {call}
+        stxdw [r10-8], r5
+        {early_step}
+        jeq r5, 5, {stop_target}
+    step:
+        {late_step}
+        ja loop
+    counted_out:
+        ldxdw r0, [r10-8]
+        exit
+    stopped:
+        mov r0, 1000
+        exit
+"""
+QUALIFIED = {"base": "r10", "call": "", "early_step": "", "stop_target": "stopped"}
+QUALIFIED |= {"late_step": "add r3, 1"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"stop_target": "step"},  # a jump inside the loop: passes may differ
+        {"early_step": "add r3, 1", "late_step": ""},  # a way out after the step
+        {"base": "r1"},  # a checked access
+        {"call": "call 5"},  # a helper call
+    ],
+)
+def test_loops_of_several_blocks_that_do_not_qualify_keep_the_meter(change: dict[str, str]) -> None:
+    program = assemble(UNQUALIFIED.format(**(QUALIFIED | change)))
+    assert bool(copies(program)) == (not change), change
+    mem = bytes(16)
+    assert_same_everywhere(program, mem, budgets_around(program, mem))
+
+
 def test_the_checksum_loop_gets_a_copy_and_every_budget_agrees() -> None:
     program = assemble(open_benchmark("checksum"))
     assert list(copies(program).values()) == [5]

@@ -7,7 +7,7 @@ They read the decoded program only; the compiler turns their answers into code.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from pybpf.isa.instruction import Instruction, written_registers
@@ -28,6 +28,7 @@ ATOMIC_OPS = frozenset(
 """Every atomic read-modify-write: each is a checked store."""
 _CALL_LOCAL = Op.CALL_LOCAL  # (tested per block: an enum attribute is a slow look-up)
 _JUMP_LONG = Form.JUMP_LONG  # the one jump form whose offset is in imm
+_JA = Op.JA
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class MeterPlan:
     """Block start -> what falling through to the next block gives back (if not 0)."""
     jump_refund: dict[int, int]
     """Block start -> what taking its final jump gives back (if not 0)."""
+    longest: dict[int, int] = field(default_factory=dict)
+    """Block start -> the longest path from its start to the next checkpoint: what a
+    way into it that is not a checkpoint has paid ahead."""
+    loop_ends: dict[int, int] = field(default_factory=dict)
+    """Block start -> index of the block after it whose final ``ja`` jumps back to it."""
 
 
 def meter_plan(blocks: list[Block], inlined: Mapping[int, int] | None = None) -> MeterPlan:
@@ -65,6 +71,7 @@ def meter_plan(blocks: list[Block], inlined: Mapping[int, int] | None = None) ->
     ahead_of: dict[int, int] = {}
     fall_refund: dict[int, int] = {}
     jump_refund: dict[int, int] = {}
+    loop_ends: dict[int, int] = {}
     after = None
     for index in range(len(blocks) - 1, -1, -1):
         start, block = blocks[index]
@@ -82,6 +89,8 @@ def meter_plan(blocks: list[Block], inlined: Mapping[int, int] | None = None) ->
             target = last_pc + 1 + (last.imm if spec.form is _JUMP_LONG else last.off)
             if target <= start:
                 checkpoints.add(target)
+                if spec.op is _JA:
+                    loop_ends.setdefault(target, index)
                 if falling:  # a loop's exit: checked there, so the back edge gives nothing
                     checkpoints.add(after)  # back (no block before this one has looked)
                     falling = 0
@@ -97,7 +106,12 @@ def meter_plan(blocks: list[Block], inlined: Mapping[int, int] | None = None) ->
         ahead_of[start] = ahead
         after = start
     return MeterPlan(
-        {start: longest[start] for start in checkpoints}, ahead_of, fall_refund, jump_refund
+        {start: longest[start] for start in checkpoints},
+        ahead_of,
+        fall_refund,
+        jump_refund,
+        longest,
+        loop_ends,
     )
 
 

@@ -452,13 +452,12 @@ class _Compiler:
             is_target = start in jump_targets
             if is_target:
                 last_pc, last = block[-1]
-                if (
-                    falls_through
-                    and index < last_block
-                    and last.spec.op in _JUMP_CONDITIONS
-                    and last_pc + 1 + last.off == start
-                ):  # a loop of one block, entered here by falling into it
-                    after_copy = self.counted_copy(start, block)
+                if not falls_through or index == last_block:
+                    pass  # (a copy is entered by falling into the loop)
+                elif last.spec.op in _JUMP_CONDITIONS and last_pc + 1 + last.off == start:
+                    after_copy = self.counted_copy(start, block)  # a loop of one block
+                elif start in self.plan.loop_ends:
+                    self.passes_copy(index, self.plan.loop_ends[start], blocks)
                 if numbering:
                     self.unknown_values()  # more than one way in
                 asm.bind(labels[start])
@@ -583,6 +582,113 @@ class _Compiler:
             self.hoisted, self.every_offset, self.regions = frozenset(), every_offset, regions
         asm.jmp(after)
         return after
+
+    def passes_copy(self, first: int, last: int, blocks: list[Block]) -> None:
+        """A loop of several blocks that a counter bounds, where every pass runs them all
+        (each but the last going on or leaving the loop, the last stepping the counter
+        and jumping back with ``ja``), gets a guard where it is fallen into and a copy
+        without the meter, as :meth:`counted_copy` does for one block.
+
+        The guard sees the budget cover the checks of the loop as it is at every pass
+        it can start (``trips * pass + limit``) and keeps the counter in ``LOOP_START``;
+        each way out of the copy charges what that path ran (``(counter - start) /
+        step`` passes, and the blocks of the last one up to the way out) and what the
+        code it goes to expects to find paid ahead.  Nothing in the copy traps or calls
+        (every access is in the frame), so no other way ends it.
+        """
+        plan, asm = self.plan, self.asm
+        loop_blocks = blocks[first : last + 1]
+        start = loop_blocks[0][0]
+        limit = plan.checkpoints.get(start)
+        end = loop_blocks[-1][1][-1][0] + 1
+        if limit is None or any(s in plan.checkpoints for s, _body in loop_blocks[1:]):
+            return
+        exits: dict[int, int] = {}
+        for block_start, body in loop_blocks[:-1]:
+            pc, insn = body[-1]
+            if insn.spec.op in _JUMP_CONDITIONS:
+                target = pc + 1 + insn.off
+                if start <= target < end:
+                    return  # a jump inside the loop: passes may differ
+                exits[block_start] = target
+        for index, (_start, body) in enumerate(loop_blocks):
+            for pc, insn in body if index < len(loop_blocks) - 1 else body[:-1]:
+                spec = insn.spec
+                if spec not in _COPYABLE or insn.dst == 10 and spec.op not in _PLAIN_ACCESSES:
+                    return  # it may trap or call, or a value is r10
+                if insn.src == 10 and spec.form is not _LOAD:
+                    return
+                if spec.op in _PLAIN_ACCESSES:
+                    base = ranges.access_base(insn)
+                    if not in_current_frame(base, insn.off, spec.size, self.frame_size):
+                        if self.frame_top_at(pc) is None:
+                            return  # a checked access
+        bodies = [[insn for _pc, insn in body] for _start, body in loop_blocks]
+        targets: list[int | None] = [None if s not in exits else last + 1 for s, _b in loop_blocks]
+        targets[-1] = first
+        falls = [True] * (len(loop_blocks) - 1) + [False]
+        lengths = [len(body) for body in bodies]
+        shape = counted.LoopShape(first, last, bodies, targets, falls, lengths)
+        written = [reg for body in bodies for insn in body for reg in ranges.written(insn)]
+        loop = counted.counted_loop(shape, written)
+        if loop is None or loop.updated_first or not _copyable_counter(loop):
+            return
+        if not any(loop.counter in ranges.written(insn) for insn in bodies[-1]):
+            return  # stepped before a way out: that way would see a pass more
+        metered, fast = self.block_labels[start], asm.label()
+        passes = sum(lengths)
+        self.counted_copies[asm.pos] = start
+        self.quotient = None
+        self.trips(loop, metered)
+        counter = REGISTER_MAP[loop.counter]
+        asm.imul_rri(RAX, RCX, passes)
+        asm.alu_ri(_ADD, RAX, limit)
+        asm.alu_rr(_CMP, METER, RAX)
+        asm.jcc(Cond.B, metered)
+        asm.store_r(CTX, layout.LOOP_START, counter)
+        regions, labels = self.regions, self.block_labels
+        if self.numbering:
+            self.unknown_values()
+        every_offset, self.every_offset = self.every_offset, False
+        self.plan = MeterPlan(plan.checkpoints, plan.ahead, {}, {})  # the ways out pay
+        leaving: list[tuple[Label, int, int]] = []  # label, instructions run, target
+        ran = 0
+        labels[start] = fast
+        asm.bind(fast)
+        try:
+            for block_start, body in loop_blocks:
+                ran += len(body)
+                self.block_start, self.zero_flag = block_start, None
+                way_out = exits.get(block_start)
+                if way_out is None:
+                    self.lower_block(body)
+                    continue
+                away = labels[way_out]
+                labels[way_out] = asm.label()
+                leaving.append((labels[way_out], ran, way_out))
+                try:
+                    self.lower_block(body)
+                finally:
+                    labels[way_out] = away
+        finally:
+            labels[start] = metered
+            self.plan, self.every_offset, self.regions = plan, every_offset, regions
+        shift = abs(loop.step).bit_length() - 1
+        for label, ran, target in leaving:
+            asm.bind(label)
+            if loop.step < 0:
+                asm.load(RAX, CTX, layout.LOOP_START)
+                asm.alu_rr(_SUB, RAX, counter)
+            else:
+                asm.mov_rr(RAX, counter)
+                asm.alu_rm(_SUB, RAX, CTX, layout.LOOP_START)
+            if shift:
+                asm.shift_ri(ShiftOp.SHR, RAX, shift)  # the passes made
+            asm.imul_rri(RAX, RAX, passes)
+            ahead = 0 if target in plan.checkpoints else plan.longest[target]
+            asm.alu_ri(_ADD, RAX, ran + ahead)
+            asm.alu_rr(_SUB, METER, RAX)
+            asm.jmp(labels[target])
 
     def trips(self, loop: counted.Counted, metered: Label) -> None:
         """rcx = the passes after the first that a counted loop makes from here

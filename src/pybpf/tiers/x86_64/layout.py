@@ -84,7 +84,10 @@ ZERO_START = SHADOW_DELTA + 8
 frame's host r10 (negative); each record starts by zeroing them."""
 ZERO_WORDS = ZERO_START + 8
 """How many 8-byte words from ``ZERO_START`` each record zeroes."""
-FRAMES = ZERO_WORDS + 8
+LOOP_START = ZERO_WORDS + 8
+"""The counter of the counted loop running without the meter, as it was when the loop
+began: its ways out count the passes made from it."""
+FRAMES = LOOP_START + 8
 """The shadow frames: one every frame size bytes, the main program's call at the top,
 each the return pc then the caller's r6-r9 (those the callee may change)."""
 
