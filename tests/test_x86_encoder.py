@@ -913,3 +913,46 @@ def test_memory_operand_alu_with_index() -> None:
     asm.alu_rm(AluOp.CMP, Reg.RAX, Reg.R11, 0x80, index=Reg.RDX, scale=8)
     asm.alu_rm(AluOp.ADD, Reg.RAX, Reg.R11, 0x300, index=Reg.RDX, scale=8)
     assert asm.finish().hex(" ") == "49 3b 84 d3 80 00 00 00 49 03 84 d3 00 03 00 00"
+
+
+def test_alignment_pads_with_the_recommended_nops() -> None:
+    """NOP of 1-9 bytes: 90, 66 90, 0F 1F /0 with each ModRM/SIB/displacement form."""
+    from pybpf.tiers.x86_64.encoder import Assembler, EncodingError
+
+    expected = {
+        1: "90",
+        2: "66 90",
+        3: "0f 1f 00",
+        4: "0f 1f 40 00",
+        5: "0f 1f 44 00 00",
+        6: "66 0f 1f 44 00 00",
+        7: "0f 1f 80 00 00 00 00",
+        8: "0f 1f 84 00 00 00 00 00",
+        9: "66 0f 1f 84 00 00 00 00 00",
+    }
+    for size, code in expected.items():
+        asm = Assembler()
+        asm.buf += bytes(16 - size)
+        asm.align(16)
+        assert asm.finish()[16 - size :].hex(" ") == code
+    asm = Assembler()
+    asm.align(64)
+    assert asm.finish() == b""  # already aligned
+    with pytest.raises(EncodingError, match="power of two"):
+        Assembler().align(24)
+
+
+def test_capstone_reads_every_padding_as_nops() -> None:
+    md, _x86 = disassembler()
+    from pybpf.tiers.x86_64.encoder import Assembler
+
+    for start in range(64):
+        asm = Assembler()
+        asm.buf += b"\x90" * start
+        asm.align(64)
+        code = asm.finish()
+        assert len(code) == (64 if start else 0)
+        decoded = list(md.disasm(code[start:], 0))
+        assert sum(insn.size for insn in decoded) == len(code) - start, start
+        assert {insn.mnemonic for insn in decoded} <= {"nop"}, start
+        assert all(insn.size <= 9 for insn in decoded)

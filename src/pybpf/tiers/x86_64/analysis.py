@@ -53,6 +53,8 @@ class MeterPlan:
     way into it that is not a checkpoint has paid ahead."""
     loop_ends: dict[int, int] = field(default_factory=dict)
     """Block start -> index of the block after it whose final ``ja`` jumps back to it."""
+    loop_heads: set[int] = field(default_factory=set)
+    """The targets of backward jumps: where loops begin."""
 
 
 def meter_plan(blocks: list[Block], inlined: Mapping[int, int] | None = None) -> MeterPlan:
@@ -72,6 +74,7 @@ def meter_plan(blocks: list[Block], inlined: Mapping[int, int] | None = None) ->
     fall_refund: dict[int, int] = {}
     jump_refund: dict[int, int] = {}
     loop_ends: dict[int, int] = {}
+    loop_heads: set[int] = set()
     after = None
     for index in range(len(blocks) - 1, -1, -1):
         start, block = blocks[index]
@@ -89,6 +92,7 @@ def meter_plan(blocks: list[Block], inlined: Mapping[int, int] | None = None) ->
             target = last_pc + 1 + (last.imm if spec.form is _JUMP_LONG else last.off)
             if target <= start:
                 checkpoints.add(target)
+                loop_heads.add(target)
                 if spec.op is _JA:
                     loop_ends.setdefault(target, index)
                 if falling:  # a loop's exit: checked there, so the back edge gives nothing
@@ -112,6 +116,7 @@ def meter_plan(blocks: list[Block], inlined: Mapping[int, int] | None = None) ->
         jump_refund,
         longest,
         loop_ends,
+        loop_heads,
     )
 
 

@@ -1104,6 +1104,18 @@ class Assembler:
         """``90`` NOP."""
         self.buf.append(0x90)
 
+    def align(self, boundary: int) -> None:
+        """Pad with the SDM's recommended multi-byte NOPs (``0F 1F /0``, Vol. 2B,
+        NOP) up to the next multiple of ``boundary`` (a power of two), at most nine
+        bytes a NOP."""
+        if boundary < 1 or boundary & (boundary - 1):
+            raise EncodingError(f"align: {boundary} is not a power of two")
+        missing = -len(self.buf) & (boundary - 1)
+        while missing:
+            size = min(missing, 9)
+            self.buf += _NOPS[size]
+            missing -= size
+
     def finish(self) -> bytes:
         """Patch every forward branch and return the code.
 
@@ -1127,3 +1139,18 @@ class Assembler:
             else:
                 buf[field : field + 4] = _PACK_I32(rel)
         return bytes(buf)
+
+
+_NOPS: dict[int, bytes] = {
+    1: b"\x90",
+    2: b"\x66\x90",
+    3: b"\x0f\x1f\x00",
+    4: b"\x0f\x1f\x40\x00",
+    5: b"\x0f\x1f\x44\x00\x00",
+    6: b"\x66\x0f\x1f\x44\x00\x00",
+    7: b"\x0f\x1f\x80\x00\x00\x00\x00",
+    8: b"\x0f\x1f\x84\x00\x00\x00\x00\x00",
+    9: b"\x66\x0f\x1f\x84\x00\x00\x00\x00\x00",
+}
+"""The NOP of each length from 1 to 9 bytes (SDM Vol. 2B, NOP: the recommended
+multi-byte sequences)."""
