@@ -716,18 +716,22 @@ class _Compiler:
                 cond, imm = never(magnitude)
                 asm.alu_ri(_CMP, bound, imm)
                 asm.jcc(cond, metered)
-            asm.mov_rr(RCX, bound)
-        else:
-            asm.mov_ri(RCX, loop.constant)
+        first = counter
         if loop.updated_first:
+            first = RAX
             asm.lea(RAX, counter, step)
-        else:
-            asm.mov_rr(RAX, counter)
-        if step > 0:
-            asm.alu_rr(_SUB, RCX, RAX)  # bound - first
-        else:
-            asm.alu_rr(_SUB, RAX, RCX)  # first - bound
-            asm.mov_rr(RCX, RAX)
+        if step > 0:  # rcx = bound - first, with the flags of the subtraction
+            if loop.bound is None:
+                asm.mov_ri(RCX, loop.constant)
+            else:
+                asm.mov_rr(RCX, bound)
+            asm.alu_rr(_SUB, RCX, first)
+        else:  # rcx = first - bound
+            asm.mov_rr(RCX, first)
+            if loop.bound is None:  # (the constant came from a sign-extended imm32)
+                asm.alu_ri(_SUB, RCX, loop.constant - (loop.constant >> 63 << 64))
+            else:
+                asm.alu_rr(_SUB, RCX, bound)
         none, done = asm.label(), asm.label()
         if op is Op.JNE:
             if magnitude > 1:
