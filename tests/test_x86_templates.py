@@ -4,7 +4,9 @@ A template is learned from one instruction and reused for every other of the sam
 shape, so each templated row is swept over its registers and over immediates and
 displacements on both sides of every encoding boundary: after warming the templates
 on all of them, each instruction through its template must give the bytes (and the
-zero-flag note) of the general lowering run on its own.  No native code runs.
+zero-flag note) of the general lowering run on its own.  No native code runs, but
+in the tests at the end: a left shift and the right shift that undoes it are written
+as one instruction, which must give the interpreter's value.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pybpf import VM
 from pybpf.asm import assemble
 from pybpf.isa.instruction import Instruction
 from pybpf.isa.table import INSTRUCTIONS, Form, InsnSpec, Op
 from pybpf.runtime.machine import MachineConfig
+from pybpf.tiers import available_tiers
 from pybpf.tiers.x86_64 import compiler, templates
 
 FRAME = 512
@@ -187,3 +191,49 @@ def test_code_with_a_branch_or_a_stub_is_never_learned(impure: str) -> None:
     for pc in range(3):
         lower(_fresh(), pc, insn)
     assert calls == [0, 1, 2]
+
+
+# -- shift pairs ----------------------------------------------------------------------
+
+NATIVE = pytest.mark.skipif(
+    "x86_64" not in [name for name, reason in available_tiers() if reason is None],
+    reason="x86-64 tier unavailable here",
+)
+PAIR_VALUES = (0, 1, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0x1_0000_0000, 0x8000, 0x80)
+PAIR_VALUES += (0xFFFF_FFFF_FFFF_FFFF, 0x8000_0000_0000_0000, 0x1234_5678_9ABC_DEF0)
+
+
+@NATIVE
+@pytest.mark.parametrize("second", ["rsh", "arsh"])
+@pytest.mark.parametrize("count", [1, 8, 16, 31, 32, 33, 48, 56, 63, 64, 96])
+def test_a_shift_and_its_inverse_give_the_interpreters_value(second: str, count: int) -> None:
+    for value in PAIR_VALUES:
+        program = assemble(
+            f"lddw r3, {value}\nlsh r3, {count}\n{second} r3, {count}\nmov r0, r3\nexit"
+        )
+        assert VM(program, tier="x86_64").run() == VM(program).run(), (value, count)
+
+
+@NATIVE
+def test_the_widening_idioms_are_one_instruction() -> None:
+    cases = {
+        "lsh r3, 32\nrsh r3, 32": "mov r8d, r8d",
+        "lsh r3, 32\narsh r3, 32": "movsxd r8, r8d",
+        "lsh r3, 48\narsh r3, 48": "movsx r8, r8w",
+        "lsh r3, 56\narsh r3, 56": "movsx r8, r8b",
+        "lsh r3, 40\nrsh r3, 40": "and r8, 0xffffff",
+    }
+    for pair, code in cases.items():
+        listing = VM(assemble(f"mov r3, r1\n{pair}\nmov r0, r3\nexit"), tier="x86_64").listing()
+        assert code in listing and "shl" not in listing, pair
+    # a right shift another way reaches, or of another register, keeps its own code
+    for source in (
+        "mov r3, r1\njeq r2, 7, +1\nlsh r3, 32\nrsh r3, 32\nmov r0, r3\nexit",
+        "mov r3, r1\nlsh r3, 32\nrsh r4, 32\nmov r0, r3\nexit",
+        "mov r3, r1\nlsh r3, 32\nrsh r3, 31\nmov r0, r3\nexit",
+    ):
+        listing = VM(assemble(source), tier="x86_64").listing()
+        assert "shl" in listing and "shr" in listing, source
+        assert VM(assemble(source), tier="x86_64").run(bytes(8)) == VM(assemble(source)).run(
+            bytes(8)
+        )

@@ -13,7 +13,10 @@ and the step, :data:`TRIPS` gives the most passes that can reach a backward jump
 Each pass runs at most :attr:`Counted.length` instructions, so if the budget
 covers ``trips * length`` more instructions when the loop starts, none of the
 budget tests at its backward jumps can fail, and a copy of the loop without
-them runs instead (the loop as it is runs otherwise).
+them runs instead (the loop as it is runs otherwise).  Both compiling tiers make
+such copies (pycode for any counted loop, x86-64 for those whose passes run the
+same blocks), and both test a one-block loop's *walks* (:func:`walks`) once for
+all its passes.
 """
 
 from __future__ import annotations

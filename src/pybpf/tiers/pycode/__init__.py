@@ -3,8 +3,8 @@
 The program is translated once into Python source (:mod:`.generator`): registers
 become local variables, control flow becomes structured Python (loops as
 ``while True``, :mod:`.structure`), masks are written only where value ranges
-say a result may leave its width (:mod:`pybpf.verifier.ranges`), and memory checks are inlined
-as range tests against the stack and input regions, left out for accesses the
+say a result may leave its width (:mod:`pybpf.verifier.ranges`), and memory checks are
+inlined as range tests against the stack and input regions, left out for accesses the
 ranges place inside the current frame, and alignment tests left out where the
 known low bits decide them.  bpf-to-bpf calls are Python calls, so callee-saved
 registers stay in the caller's locals.
@@ -16,8 +16,8 @@ against the longest forward path to the next test.  When that path could
 overrun, the run is handed to the reference interpreter right there with the
 exact machine state, so budget traps (and anything else that happens in that
 last stretch) match the interpreter instruction for instruction.  A loop whose
-passes a counter bounds (:mod:`~pybpf.verifier.counted`) also comes without its backward-jump
-tests, and that copy runs when the budget covers its most passes; when such a
+passes a counter bounds (:mod:`~pybpf.verifier.counted`) also comes without its
+backward-jump tests, and that copy runs when the budget covers its most passes; when such a
 loop is one block, that copy adds its count once, after the loop, from the number
 of passes (nothing in it reads the count, and a fault reports none).
 """

@@ -20,7 +20,11 @@ accesses the value ranges prove inside it
 (:func:`~pybpf.verifier.frames.frame_accesses`), addressed from rbp as
 ``[rbp + base + (off - r10)]`` with r10's known value.  The meter is charged
 per basic block; a block that would overrun it returns to Python, which hands the
-run to the interpreter at that block.  A division whose dividend and divisor are
+run to the interpreter at that block.  A loop that a counter bounds, whose code cannot
+trap or call, also gets a guard that tests its most passes against the budget (and
+the ends of its walks through memory against the region table) once, and a copy
+without the meter (:meth:`_Compiler.counted_copy`, :meth:`_Compiler.passes_copy`).
+Loops start on a 64-byte boundary.  A division whose dividend and divisor are
 those of the division just before it (``n / d`` then ``n % d``) reuses its result.
 Helper calls go through one Python callback that reads its arguments from the
 context.  bpf-to-bpf calls are native calls with a shadow frame (return pc, r6-r9)
@@ -32,7 +36,7 @@ they wrote for each shape of instruction.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pybpf.errors import TrapKind
 from pybpf.isa.instruction import Instruction, written_registers
@@ -217,6 +221,8 @@ class _Compiler:
     address minus its lowest VM address (:meth:`counted_copy`)."""
     counted_copies: dict[int, int] = field(default_factory=dict)
     """Code offset -> pc of each counted loop's guard and copy without the meter."""
+    fused: int = -1
+    """The pc of a right shift whose code the left shift before it wrote (:func:`_shift_pair`)."""
 
     # -- helpers ------------------------------------------------------------------
 
@@ -1503,8 +1509,72 @@ def _row(spec: InsnSpec) -> _Row:
     return _Row(templates.templated(spec, _LOWERINGS[op]), keeps, False, None, False, others)
 
 
+def _unshift_masks(count: int) -> Callable[[Assembler, int], None]:
+    return lambda asm, reg: asm.alu_ri(_AND, reg, (1 << 64 - count) - 1)
+
+
+_UNSHIFTS: dict[tuple[Op, int], Callable[[Assembler, int], None]] = {
+    (Op.RSH, 32): lambda asm, reg: asm.mov_rr(reg, reg, 32),
+    **{(Op.RSH, count): _unshift_masks(count) for count in range(33, 64)},
+    (Op.ARSH, 32): lambda asm, reg: asm.movsx_rr(reg, reg, 32),
+    (Op.ARSH, 48): lambda asm, reg: asm.movsx_rr(reg, reg, 16),
+    (Op.ARSH, 56): lambda asm, reg: asm.movsx_rr(reg, reg, 8),
+}
+"""``lsh r, n`` then ``rsh r, n`` or ``arsh r, n`` (64-bit) as one instruction: the
+zero- or sign-extension of the low ``64 - n`` bits (clang's idiom for widening a
+32-bit value), by (second operation, n)."""
+
+
+def _shift_pair(lower: _Lowering) -> _Lowering:
+    """The lowering of ``lsh r, n`` (64-bit), which writes the code of the pair when the
+    next instruction, in the same block, shifts the same register back by ``n``
+    (:data:`_UNSHIFTS`); that instruction's lowering (:func:`_unless_fused`) then
+    writes nothing."""
+
+    def lower_pair(compiler: _Compiler, pc: int, insn: Instruction) -> None:
+        program = compiler.program
+        after = pc + 1
+        by_pc = program.by_pc
+        following = by_pc[after] if after < len(by_pc) else None
+        if (
+            following is not None
+            and following.spec in _RIGHT_SHIFTS
+            and following.dst == insn.dst
+            and following.imm & 63 == insn.imm & 63
+            and after not in program.jump_targets
+        ):
+            unshift = _UNSHIFTS.get((following.spec.op, insn.imm & 63))
+            if unshift is not None:
+                unshift(compiler.asm, REGISTER_MAP[insn.dst])
+                compiler.fused = after
+                return
+        lower(compiler, pc, insn)
+
+    return lower_pair
+
+
+def _unless_fused(lower: _Lowering) -> _Lowering:
+    """A right shift's lowering, which writes nothing when :func:`_shift_pair` did."""
+
+    def lower_unless_fused(compiler: _Compiler, pc: int, insn: Instruction) -> None:
+        if compiler.fused != pc:
+            lower(compiler, pc, insn)
+
+    return lower_unless_fused
+
+
 _ROWS: dict[InsnSpec, _Row] = {spec: _row(spec) for spec in INSTRUCTIONS if spec.op in _LOWERINGS}
 """Every lowered row of the instruction table (refused rows never reach the compiler)."""
+_RIGHT_SHIFTS = frozenset(
+    spec
+    for spec in INSTRUCTIONS
+    if spec.op in (Op.RSH, Op.ARSH) and spec.form is Form.ALU_IMM and spec.width == 64
+)
+for _spec, _found in list(_ROWS.items()):
+    if _spec.op is Op.LSH and _spec.form is Form.ALU_IMM and _spec.width == 64:
+        _ROWS[_spec] = replace(_found, lower=_shift_pair(_found.lower))
+    elif _spec in _RIGHT_SHIFTS:
+        _ROWS[_spec] = replace(_found, lower=_unless_fused(_found.lower))
 _COMPARES: dict[InsnSpec, _Lowering] = {
     spec: templates.templated_compare(spec, _Compiler.compare)
     for spec in INSTRUCTIONS
