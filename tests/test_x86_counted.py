@@ -13,11 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pybpf import VM, MemoryAccessError, Program
-from pybpf.asm import assemble
+from pybpf.asm import assemble, disassemble
+from pybpf.isa.instruction import Instruction
 from pybpf.isa.semantics import MASK64
+from pybpf.isa.table import Form
 from pybpf.runtime.machine import MachineConfig
 from pybpf.tiers import available_tiers, get_tier
-from test_differential import EXAMPLES
+from test_differential import ALU_ROWS, EDGE_VALUES, EXAMPLES, LOAD_ROWS, STORE_ROWS, immediates
 from test_pycode import outcome
 
 pytestmark = pytest.mark.skipif(
@@ -411,3 +413,77 @@ def open_benchmark(name: str) -> str:
     from pathlib import Path
 
     return (Path(__file__).parent.parent / "benchmarks" / "programs" / f"{name}.s").read_text()
+
+
+# -- counted loops with generated bodies ---------------------------------------------
+
+COUNTER, BOUND, WALKER = 3, 4, 6
+"""The loop's counter, its bound and the pointer it steps through the input."""
+BODY_REGS = st.sampled_from([0, 2, 5, 7, 8, 9])
+"""Registers the generated bodies write (not the counter, the bound or the walker)."""
+
+
+@st.composite
+def body_instruction(draw: st.DrawFn) -> Instruction:
+    """ALU rows (some of which keep the loop as it is: divisions, shifts by a register,
+    r10 as a value), and loads and stores in the frame, through the walker, or
+    through a pointer the loop does not step."""
+    kind = draw(st.sampled_from(["alu"] * 4 + ["frame", "frame", "walk", "walk", "input"]))
+    if kind == "alu":
+        spec = draw(st.sampled_from(ALU_ROWS))
+        imm = draw(immediates) if spec.form is Form.ALU_IMM else 0
+        src = draw(st.integers(0, 10))
+        return Instruction.make(spec, dst=draw(BODY_REGS), src=src, imm=imm)
+    base, off = {
+        "frame": (10, draw(st.integers(-64, -1))),
+        "walk": (WALKER, draw(st.integers(-3, 6))),
+        "input": (1, draw(st.integers(0, 12))),
+    }[kind]
+    if draw(st.booleans()):
+        spec = draw(st.sampled_from(LOAD_ROWS))
+        return Instruction.make(spec, dst=draw(BODY_REGS), src=base, off=off)
+    spec = draw(st.sampled_from(STORE_ROWS))
+    return Instruction.make(spec, dst=base, src=draw(BODY_REGS), off=off, imm=draw(immediates))
+
+
+@st.composite
+def counted_programs(draw: st.DrawFn) -> Program:
+    """Registers set from edge values, then a loop of one block (the counter test
+    last) or of several (the counter test first, a data test, the step and ``ja``
+    last) whose body is generated; r6 walks the input from a drawn offset."""
+    step = draw(st.sampled_from((1, 2, 4, -1, -2, -4)))
+    up = step > 0
+    start = draw(st.integers(0, 12))
+    passes = draw(st.integers(0, 9))
+    bound = start + step * passes
+    lines = [f"lddw r{reg}, {draw(st.sampled_from(EDGE_VALUES))}" for reg in (0, 5, 7, 8, 9)]
+    lines += [f"lddw r{COUNTER}, {start & MASK64}", f"lddw r{BOUND}, {bound & MASK64}"]
+    lines += [f"mov r{WALKER}, r1", f"add r{WALKER}, {draw(st.integers(-2, 8))}"]
+    walk_step = draw(st.sampled_from((1, 2, 4, -1, -2, 0)))
+    body = draw(st.lists(body_instruction(), min_size=0, max_size=6))
+    text = [disassemble(Program((insn,))).strip() for insn in body]
+    steps = [f"add r{COUNTER}, {step}"] + ([f"add r{WALKER}, {walk_step}"] if walk_step else [])
+    draw(st.randoms()).shuffle(steps)
+    if draw(st.booleans()):  # one block: the walker and counter steps anywhere in it
+        where = draw(st.integers(0, len(text)))
+        text[where:where] = steps
+        going_on = "jlt" if up else "jgt"
+        going_on = draw(st.sampled_from(["jne", going_on]))
+        lines += ["loop:", *text, f"{going_on} r{COUNTER}, r{BOUND}, loop", "exit"]
+    else:
+        leave = "jge" if up else "jle"
+        leave = draw(st.sampled_from(["jeq", leave]))
+        data_exit = f"jeq r{draw(BODY_REGS)}, {draw(st.integers(0, 3))}, out"
+        lines += ["loop:", f"{leave} r{COUNTER}, r{BOUND}, out", *text, data_exit, *steps]
+        lines += ["ja loop", "out:", "exit"]
+    return assemble("\n".join(lines))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=counted_programs(), mem=st.binary(min_size=0, max_size=24))
+def test_generated_counted_loops_match_the_interpreter(program: Program, mem: bytes) -> None:
+    listing = disassemble(program)
+    for budget in budgets_around(program, mem):
+        expected = outcome(program, "interp", budget, mem)
+        got = outcome(program, "x86_64", budget, mem)
+        assert got == expected, f"{listing}\nmem={mem.hex()} budget={budget}"
