@@ -247,7 +247,7 @@ def test_frame_walks_match_the_interpreter(tier: str, source: str) -> None:
 def test_pycode_reaches_a_proven_aligned_word_with_one_subscript() -> None:
     listing = VM(assemble(WALKS), tier="pycode").listing()
     assert "s8[r5 - SB >> 3] = r3" in listing  # the fill loop's store: no test, no temporary
-    assert "r7 = sb[r4 - SB - 1]" in listing  # the byte read counting down
+    assert "r7 = sb[r4 - SBn1]" in listing  # the byte read counting down (SBn1 = SB + 1)
 
 
 @pytest.mark.parametrize("tier", COMPILING_TIERS)

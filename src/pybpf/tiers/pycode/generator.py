@@ -97,12 +97,23 @@ def _frame_item(base: int, off: int, size: int, aligned: bool | None) -> str | N
     """The stack buffer's byte, or word view's item, that an access proven inside the
     current frame reaches, as one subscript; None where that takes an alignment test
     or an unpacking (a word the low bits do not show to be aligned)."""
-    offset = f"r{base} - SB" + (f" - {-off}" if off < 0 else f" + {off}" if off else "")
+    offset = f"r{base} - {_frame_base(off)}"
     if size == 1:
         return f"sb[{offset}]"
     if not _VIEWS or not aligned:
         return None
     return f"s{size}[{offset} >> {_LOG2[size]}]"
+
+
+def _frame_base(off: int) -> str:
+    """The name of ``SB - off`` (the stack buffer's base less a constant offset),
+    which the function's prologue binds: one subtraction per access instead of two."""
+    if not off:
+        return "SB"
+    return f"SBn{-off}" if off < 0 else f"SBp{off}"
+
+
+_FRAME_BASE = re.compile(r"SB([np])(\d+)")
 
 
 @dataclass(frozen=True)
@@ -322,6 +333,10 @@ class Generator:
         lines = ["mem = m.memory"] if "mem" in used else []
         lines += ["sb = stack.buffer", "SB = stack.base", "FO = r10 - SB"]
         lines += ["SO = SL - SB"] if "SO" in used else []
+        for name in sorted(used):
+            if match := _FRAME_BASE.fullmatch(name):
+                sign = "+" if match[1] == "n" else "-"
+                lines.append(f"{name} = SB {sign} {match[2]}")
         lines += ["n = len(sb)"] if stack_sizes else []
         lines += [f"SO{size} = n - {size}" for size in stack_sizes]
         if used & {"ib", "IB"}:
@@ -393,7 +408,13 @@ class Generator:
         body = self._range(function, loop.first, loop.last, loop) or ["pass"]
         # running off the body's end leaves the loop (a pending target skips it)
         ending = [] if body[-1] == "continue" else ["break"]
-        return ["while True:", *_indent([*body, *ending])]
+        lines = [*body, *ending]
+        first_exit = _leading_exit(lines)
+        if first_exit is None:
+            return ["while True:", *_indent(lines)]
+        condition, leaving, rest = first_exit
+        loop_lines = [f"while not ({condition}):", *_indent(rest)]
+        return loop_lines + (["else:", *_indent(leaving)] if leaving else [])
 
     def _loop(self, function: Function, loop: Loop) -> list[str]:
         """A loop; one a counter bounds comes twice, and a test of the budget against
@@ -828,6 +849,28 @@ class Generator:
             f"y = {s} & {mask}",
             f"{target} = mem.read_modify_write({address}, {spec.size}, lambda v: {update}, {pc})",
         ]
+
+
+def _leading_exit(lines: list[str]) -> tuple[str, list[str], list[str]] | None:
+    """A loop body that begins ``if COND:`` with simple statements ending in ``break``
+    (and no ``else``), split into COND, those statements without the ``break``, and
+    the rest: the loop is then ``while not (COND): rest`` with the statements in its
+    ``else`` clause, which runs exactly when COND stops it (one jump less per pass)."""
+    head = lines[0]
+    if not head.startswith("if ") or not head.endswith(":"):
+        return None
+    end = 1
+    while end < len(lines) and lines[end].startswith("    "):
+        end += 1
+    block = [line[4:] for line in lines[1:end]]
+    rest = lines[end:]
+    if not block or block[-1] != "break" or not rest or rest[0].startswith(("elif", "else")):
+        return None
+    if any(
+        line.startswith((" ", "break", "continue")) or line.endswith(":") for line in block[:-1]
+    ):
+        return None
+    return head[3:-1], block[:-1], rest
 
 
 def _passes_done(function: Function, loop: Loop, counted: Counted) -> str | None:
