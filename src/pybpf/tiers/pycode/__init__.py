@@ -2,7 +2,7 @@
 
 The program is translated once into Python source (:mod:`.generator`): registers
 become local variables, control flow becomes structured Python (loops as
-``while True``, :mod:`.structure`), masks are written only where value ranges
+``while`` loops, :mod:`.structure`), masks are written only where value ranges
 say a result may leave its width (:mod:`pybpf.verifier.ranges`), and memory checks are
 inlined as range tests against the stack and input regions, left out for accesses the
 ranges place inside the current frame, and alignment tests left out where the

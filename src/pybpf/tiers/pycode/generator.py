@@ -1,8 +1,9 @@
 """Python source for a program: one function per eBPF function, registers as locals.
 
 Blocks are laid out as :mod:`~pybpf.tiers.pycode.structure` decides (loops as
-``while True``, guards where a pending target may skip code; a counted loop
-twice, behind a test of the budget against its most passes).  Each instruction
+``while True``, or ``while not (COND)`` when the body begins with a way out;
+guards where a pending target may skip code; a counted loop twice, behind a test
+of the budget against its most passes).  Each instruction
 becomes a line or two of arithmetic on the register locals; a reduction to the
 operation's width is written only where the value ranges say the raw result may
 leave it, and then as the cheapest exact form (one conditional subtraction after
