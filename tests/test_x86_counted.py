@@ -309,6 +309,41 @@ def test_a_walk_that_leaves_its_region_faults_where_the_interpreter_does() -> No
         assert_same_everywhere(program, mem, budgets_around(program, mem))
 
 
+@pytest.mark.parametrize(
+    ("step", "step_first", "copied"),
+    [
+        ("sub r6, -2147483648", False, False),  # a step of +2**31
+        ("sub r6, -2147483648", True, False),
+        ("add r6, 2147483647", False, True),
+        ("add r6, 2147483647", True, False),  # the first address: 32767 + 2**31 - 1
+        ("add r6, -2147483648", False, True),
+        ("add r6, -2147483648", True, True),
+    ],
+)
+def test_walks_with_steps_and_offsets_beyond_32_bits_compile(
+    step: str, step_first: bool, copied: bool
+) -> None:
+    # a walk whose step, or first offset, does not fit the guard's 32-bit immediates
+    # keeps its checks (the loop as it is); nothing fails to compile
+    before, after = (step, "") if step_first else ("", step)
+    program = assemble(f"""
+        mov r0, 0
+        mov r3, 3
+        mov r6, r1
+    loop:
+        {before}
+        ldxb r5, [r6+32767]
+        add r0, r5
+        {after}
+        sub r3, 1
+        jne r3, 0, loop
+        exit
+    """)
+    assert bool(copies(program)) == copied
+    mem = bytes(range(40))
+    assert_same_everywhere(program, mem, budgets_around(program, mem))
+
+
 def test_stores_through_a_walk_reach_the_callers_buffer() -> None:
     program = assemble("""
         mov r3, 0
@@ -436,7 +471,7 @@ def body_instruction(draw: st.DrawFn) -> Instruction:
         return Instruction.make(spec, dst=draw(BODY_REGS), src=src, imm=imm)
     base, off = {
         "frame": (10, draw(st.integers(-64, -1))),
-        "walk": (WALKER, draw(st.integers(-3, 6))),
+        "walk": (WALKER, draw(st.integers(-3, 6) | st.sampled_from((-(1 << 15), (1 << 15) - 1)))),
         "input": (1, draw(st.integers(0, 12))),
     }[kind]
     if draw(st.booleans()):
@@ -444,6 +479,11 @@ def body_instruction(draw: st.DrawFn) -> Instruction:
         return Instruction.make(spec, dst=draw(BODY_REGS), src=base, off=off)
     spec = draw(st.sampled_from(STORE_ROWS))
     return Instruction.make(spec, dst=base, src=draw(BODY_REGS), off=off, imm=draw(immediates))
+
+
+WALK_STEPS = ("add r6, 1", "add r6, 2", "add r6, 4", "add r6, -1", "sub r6, 2", "")
+WALK_STEPS += ("add r6, 2147483647", "add r6, -2147483648", "sub r6, -2147483648")
+"""How the loop steps the walker (none, or by the 32-bit immediate's extremes too)."""
 
 
 @st.composite
@@ -459,10 +499,10 @@ def counted_programs(draw: st.DrawFn) -> Program:
     lines = [f"lddw r{reg}, {draw(st.sampled_from(EDGE_VALUES))}" for reg in (0, 5, 7, 8, 9)]
     lines += [f"lddw r{COUNTER}, {start & MASK64}", f"lddw r{BOUND}, {bound & MASK64}"]
     lines += [f"mov r{WALKER}, r1", f"add r{WALKER}, {draw(st.integers(-2, 8))}"]
-    walk_step = draw(st.sampled_from((1, 2, 4, -1, -2, 0)))
+    walk_step = draw(st.sampled_from(WALK_STEPS))
     body = draw(st.lists(body_instruction(), min_size=0, max_size=6))
     text = [disassemble(Program((insn,))).strip() for insn in body]
-    steps = [f"add r{COUNTER}, {step}"] + ([f"add r{WALKER}, {walk_step}"] if walk_step else [])
+    steps = [f"add r{COUNTER}, {step}"] + ([walk_step] if walk_step else [])
     draw(st.randoms()).shuffle(steps)
     if draw(st.booleans()):  # one block: the walker and counter steps anywhere in it
         where = draw(st.integers(0, len(text)))

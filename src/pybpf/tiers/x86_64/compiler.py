@@ -555,8 +555,8 @@ class _Compiler:
                 if self.frame_top_at(pc) is not None:
                     continue
                 walk = walks.get(index)
-                if walk is None:
-                    return None
+                if walk is None or not (_fits_imm32(walk.step) and _fits_imm32(walk.start)):
+                    return None  # (the guard's code takes both as 32-bit immediates)
                 checked.append(walk)
             elif insn.dst == 10:
                 return None
@@ -1419,6 +1419,10 @@ _NEVER_TESTS: dict[Op, Callable[[int], tuple[Cond, int]]] = {
 """For a register bound: the jump (``cmp bound, imm``) taken when the counter may step
 past the bound without ever meeting the comparison's end (:data:`~pybpf.verifier.counted.TRIPS`
 says NEVER), by the magnitude of the step."""
+
+
+def _fits_imm32(value: int) -> bool:
+    return -(1 << 31) <= value < 1 << 31
 
 
 def _copyable_counter(loop: counted.Counted) -> bool:
