@@ -140,8 +140,8 @@ class NativeCode:
     current frame (:func:`~pybpf.verifier.frames.frame_accesses`); such code assumes
     the stack :func:`~pybpf.verifier.frames.stack_top` describes."""
     counted_copies: dict[int, int] = field(default_factory=dict)
-    """Code offset -> pc of each one-block counted loop's guard, which is followed by
-    the loop's copy without the meter (:meth:`_Compiler.counted_copy`)."""
+    """Code offset -> pc of each counted loop's guard, which is followed by the loop's
+    copy without the meter (:meth:`_Compiler.counted_copy`, :meth:`_Compiler.passes_copy`)."""
 
 
 ColdPath = Callable[[], None]
@@ -428,8 +428,8 @@ class _Compiler:
 
     def function(self, entry: int, end: int) -> None:
         """The code of one function, its blocks laid out in program order (falling
-        through needs no code); a counted loop of one block also gets a copy that
-        runs without the meter (:meth:`counted_copy`) when the budget allows."""
+        through needs no code); a counted loop also gets a copy that runs without the
+        meter when the budget allows (:meth:`counted_copy`, :meth:`passes_copy`)."""
         asm, program = self.asm, self.program
         jump_targets = program.jump_targets
         asm.bind(self.function_labels[entry])
@@ -546,19 +546,13 @@ class _Compiler:
         walks = {walk.index: walk for walk in counted.walks(body)}
         checked: list[counted.Walk] = []
         for index, (pc, insn) in enumerate(block):
-            spec = insn.spec
-            if spec not in _COPYABLE or (insn.src == 10 and spec.form is not _LOAD):
-                return None  # it may trap or call, or it uses rcx (r10 as a value)
-            if spec.op in _PLAIN_ACCESSES:
-                if in_current_frame(ranges.access_base(insn), insn.off, spec.size, self.frame_size):
-                    continue
-                if self.frame_top_at(pc) is not None:
-                    continue
+            kind = self.in_copy(pc, insn)
+            if kind is _CHECKED:
                 walk = walks.get(index)
                 if walk is None or not (_fits_imm32(walk.step) and _fits_imm32(walk.start)):
                     return None  # (the guard's code takes both as 32-bit immediates)
                 checked.append(walk)
-            elif insn.dst == 10:
+            elif kind is not _UNCHECKED:
                 return None
         slots = {self.regions[walk.base] for walk in checked}
         slot = slots.pop() if len(slots) == 1 else 0 if not slots else None
@@ -627,16 +621,8 @@ class _Compiler:
                 exits[block_start] = target
         for index, (_start, body) in enumerate(loop_blocks):
             for pc, insn in body if index < len(loop_blocks) - 1 else body[:-1]:
-                spec = insn.spec
-                if spec not in _COPYABLE or insn.dst == 10 and spec.op not in _PLAIN_ACCESSES:
-                    return  # it may trap or call, or a value is r10
-                if insn.src == 10 and spec.form is not _LOAD:
-                    return
-                if spec.op in _PLAIN_ACCESSES:
-                    base = ranges.access_base(insn)
-                    if not in_current_frame(base, insn.off, spec.size, self.frame_size):
-                        if self.frame_top_at(pc) is None:
-                            return  # a checked access
+                if self.in_copy(pc, insn) is not _UNCHECKED:
+                    return  # it may trap or call, r10 is a value, or an access is checked
         bodies = [[insn for _pc, insn in body] for _start, body in loop_blocks]
         targets: list[int | None] = [None if s not in exits else last + 1 for s, _b in loop_blocks]
         targets[-1] = first
@@ -704,6 +690,20 @@ class _Compiler:
             asm.alu_ri(_ADD, RAX, ran + ahead)
             asm.alu_rr(_SUB, METER, RAX)
             asm.jmp(labels[target])
+
+    def in_copy(self, pc: int, insn: Instruction) -> bool | None:
+        """How ``insn`` may run in a loop's copy without the meter: :data:`_UNCHECKED`
+        (no check, no trap), :data:`_CHECKED` (an access its address check guards), or
+        None: not at all (it may trap or call, or its code uses rcx, which the copy
+        keeps: r10 as a value, a shift by a register, a division)."""
+        spec = insn.spec
+        if spec not in _COPYABLE or insn.src == 10 and spec.form is not _LOAD:
+            return None
+        if spec.op not in _PLAIN_ACCESSES:
+            return None if insn.dst == 10 else _UNCHECKED
+        if in_current_frame(ranges.access_base(insn), insn.off, spec.size, self.frame_size):
+            return _UNCHECKED
+        return _UNCHECKED if self.frame_top_at(pc) is not None else _CHECKED
 
     def trips(self, loop: counted.Counted, metered: Label) -> None:
         """rcx = the passes after the first that a counted loop makes from here
@@ -1399,6 +1399,8 @@ _KEEPS_SCRATCH = frozenset(
 count is a register: a division's results survive them (see :meth:`_Compiler.after`)."""
 _PLAIN_ACCESSES = frozenset({Op.LOAD, Op.LOADSX, Op.STORE})
 _LOAD = Form.LOAD
+_UNCHECKED, _CHECKED = False, True
+"""What :meth:`_Compiler.in_copy` says of an instruction a loop copy may hold."""
 _COPYABLE = frozenset(
     spec
     for spec in INSTRUCTIONS
