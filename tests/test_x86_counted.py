@@ -19,7 +19,16 @@ from pybpf.isa.semantics import MASK64
 from pybpf.isa.table import Form
 from pybpf.runtime.machine import MachineConfig
 from pybpf.tiers import available_tiers, get_tier
-from test_differential import ALU_ROWS, EDGE_VALUES, EXAMPLES, LOAD_ROWS, STORE_ROWS, immediates
+from test_differential import (
+    ADD64,
+    ALU_ROWS,
+    EDGE_VALUES,
+    EXAMPLES,
+    LOAD_ROWS,
+    MOV64,
+    STORE_ROWS,
+    immediates,
+)
 from test_pycode import outcome
 
 pytestmark = pytest.mark.skipif(
@@ -229,7 +238,7 @@ def test_loops_of_several_blocks_get_copies() -> None:
             program = assemble(passes_loop(start, bound, step, leave, stop))
             assert_same_everywhere(program, b"", budgets_around(program, b""))
     sort = assemble(open_benchmark("sort"))
-    assert sorted(copies(sort).values()) == [22, 33]  # the shift and the sum
+    assert sorted(copies(sort).values()) == [8, 22, 33]  # the copy in, the shift, the sum
 
 
 UNQUALIFIED = """
@@ -239,6 +248,7 @@ UNQUALIFIED = """
         stxdw [r10-8], r0
     loop:
         jge r3, r4, counted_out
+        {prep}
         ldxdw r5, [{base}-8]
         add r5, 1
         {call}
@@ -255,7 +265,7 @@ UNQUALIFIED = """
         mov r0, 1000
         exit
 """
-QUALIFIED = {"base": "r10", "call": "", "early_step": "", "stop_target": "stopped"}
+QUALIFIED = {"base": "r10", "call": "", "early_step": "", "stop_target": "stopped", "prep": ""}
 QUALIFIED |= {"late_step": "add r3, 1"}
 
 
@@ -265,7 +275,7 @@ QUALIFIED |= {"late_step": "add r3, 1"}
         {},
         {"stop_target": "step"},  # a jump inside the loop: passes may differ
         {"early_step": "add r3, 1", "late_step": ""},  # a way out after the step
-        {"base": "r1"},  # a checked access
+        {"base": "r7", "prep": "mov r7, r1\nand r7, -1"},  # a checked access, not a walk
         {"call": "call 5"},  # a helper call
     ],
 )
@@ -344,6 +354,69 @@ def test_walks_with_steps_and_offsets_beyond_32_bits_compile(
     assert_same_everywhere(program, mem, budgets_around(program, mem))
 
 
+SUM_WALK = """
+        mov r0, 0
+        mov r3, {start}
+        mov r6, r1
+        add r6, 1
+    loop:
+        {leave} r3, {end}, out
+        mov r7, r6
+        add r7, r3
+        ldxb r5, [r7{off:+d}]
+        add r0, r5
+        add r3, {step}
+        ja loop
+    out:
+        exit
+"""
+"""A loop of two blocks reading ``[(r1 + 1) + r3 + off]`` for r3 from ``start`` to
+``end`` (up or down): a walk with two bases, tested after the counter's test."""
+
+
+@pytest.mark.parametrize("start", [0, 3, 9])
+@pytest.mark.parametrize("off", [-1, 0, 2])
+@pytest.mark.parametrize("step", [1, -1])
+def test_a_walk_of_two_bases_is_tested_at_both_ends(start: int, off: int, step: int) -> None:
+    leave = "jge" if step > 0 else "jle"
+    for end in range(start, start + 12) if step > 0 else range(start, -1, -1):
+        program = assemble(SUM_WALK.format(start=start, end=end, off=off, step=step, leave=leave))
+        assert copies(program)
+        for length in range(0, 16):  # the last read at 1 + (end - 1) + off
+            mem = bytes(range(1, length + 1))
+            assert_same_everywhere(program, mem, budgets_around(program, mem))
+
+
+TESTED_LATE = """
+        mov r0, 0
+        mov r3, 0
+        mov r6, r1
+    loop:
+        ldxb r5, [r6+0]
+        add r0, r5
+        jeq r5, 0, out
+        jge r3, {end}, out
+        ldxb r5, [r6+1]
+        add r0, r5
+        add r6, 1
+        add r3, 1
+        ja loop
+    out:
+        exit
+"""
+"""A loop of three blocks whose counter test comes after a read (that read runs in
+one pass more than the one after the test)."""
+
+
+def test_reads_before_and_after_a_counter_test_in_the_middle() -> None:
+    for end in range(0, 10):
+        program = assemble(TESTED_LATE.format(end=end))
+        assert copies(program)
+        for length in range(0, 14):
+            mem = bytes(range(1, length + 1))
+            assert_same_everywhere(program, mem, budgets_around(program, mem))
+
+
 def test_stores_through_a_walk_reach_the_callers_buffer() -> None:
     program = assemble("""
         mov r3, 0
@@ -382,7 +455,11 @@ def test_batches_run_the_copy_per_record() -> None:
         ("a shift by a register", "lsh r0, r3"),
         ("an atomic add", "stxdw [r10-8], r0\nlock add [r10-8], r3"),
         ("r10 as a value", "mov r7, r10"),
-        ("a load through a pointer it does not step", "ldxb r5, [r1+0]"),
+        (
+            "a load through a pointer it computes otherwise",
+            "mov r7, r1\nand r7, -2\nldxb r5, [r7+0]",
+        ),
+        ("a load from r10 outside the frame", "ldxb r5, [r10-700]"),
     ],
 )
 def test_loops_whose_code_could_trap_call_or_use_rcx_keep_the_meter(name: str, body: str) -> None:
@@ -459,26 +536,38 @@ BODY_REGS = st.sampled_from([0, 2, 5, 7, 8, 9])
 
 
 @st.composite
-def body_instruction(draw: st.DrawFn) -> Instruction:
-    """ALU rows (some of which keep the loop as it is: divisions, shifts by a register,
-    r10 as a value), and loads and stores in the frame, through the walker, or
-    through a pointer the loop does not step."""
-    kind = draw(st.sampled_from(["alu"] * 4 + ["frame", "frame", "walk", "walk", "input"]))
+def body_instructions(draw: st.DrawFn) -> list[Instruction]:
+    """An ALU row (some of which keep the loop as it is: divisions, shifts by a
+    register, r10 as a value), or a load or store in the frame or through r10 outside
+    it, through the walker, through the input pointer, or through a sum of two of
+    the counter, the walker and the input pointer made just before it."""
+    kind = draw(st.sampled_from(["alu"] * 4 + ["frame", "frame", "walk", "walk", "input", "sum"]))
     if kind == "alu":
         spec = draw(st.sampled_from(ALU_ROWS))
         imm = draw(immediates) if spec.form is Form.ALU_IMM else 0
         src = draw(st.integers(0, 10))
-        return Instruction.make(spec, dst=draw(BODY_REGS), src=src, imm=imm)
+        return [Instruction.make(spec, dst=draw(BODY_REGS), src=src, imm=imm)]
+    prefix: list[Instruction] = []
+    if kind == "sum":
+        first, second = draw(st.permutations([1, COUNTER, WALKER]))[:2]
+        prefix = [Instruction.make(MOV64, dst=ADDRESS, src=first)]
+        prefix.append(Instruction.make(ADD64, dst=ADDRESS, src=second))
     base, off = {
-        "frame": (10, draw(st.integers(-64, -1))),
+        "frame": (10, draw(st.integers(-64, -1) | st.integers(-700, 16))),
         "walk": (WALKER, draw(st.integers(-3, 6) | st.sampled_from((-(1 << 15), (1 << 15) - 1)))),
         "input": (1, draw(st.integers(0, 12))),
+        "sum": (ADDRESS, draw(st.integers(-4, 8))),
     }[kind]
     if draw(st.booleans()):
         spec = draw(st.sampled_from(LOAD_ROWS))
-        return Instruction.make(spec, dst=draw(BODY_REGS), src=base, off=off)
+        return [*prefix, Instruction.make(spec, dst=draw(BODY_REGS), src=base, off=off)]
     spec = draw(st.sampled_from(STORE_ROWS))
-    return Instruction.make(spec, dst=base, src=draw(BODY_REGS), off=off, imm=draw(immediates))
+    value = draw(BODY_REGS)
+    return [*prefix, Instruction.make(spec, dst=base, src=value, off=off, imm=draw(immediates))]
+
+
+ADDRESS = 7
+"""The register the generated bodies compute sums of two pointers in (one of BODY_REGS)."""
 
 
 WALK_STEPS = ("add r6, 1", "add r6, 2", "add r6, 4", "add r6, -1", "sub r6, 2", "")
@@ -489,8 +578,9 @@ WALK_STEPS += ("add r6, 2147483647", "add r6, -2147483648", "sub r6, -2147483648
 @st.composite
 def counted_programs(draw: st.DrawFn) -> Program:
     """Registers set from edge values, then a loop of one block (the counter test
-    last) or of several (the counter test first, a data test, the step and ``ja``
-    last) whose body is generated; r6 walks the input from a drawn offset."""
+    last) or of several (the counter test among the body's instructions, then a
+    data test, the steps and ``ja``) whose body is generated; r6 walks the input
+    from a drawn offset."""
     step = draw(st.sampled_from((1, 2, 4, -1, -2, -4)))
     up = step > 0
     start = draw(st.integers(0, 12))
@@ -500,7 +590,7 @@ def counted_programs(draw: st.DrawFn) -> Program:
     lines += [f"lddw r{COUNTER}, {start & MASK64}", f"lddw r{BOUND}, {bound & MASK64}"]
     lines += [f"mov r{WALKER}, r1", f"add r{WALKER}, {draw(st.integers(-2, 8))}"]
     walk_step = draw(st.sampled_from(WALK_STEPS))
-    body = draw(st.lists(body_instruction(), min_size=0, max_size=6))
+    body = [insn for part in draw(st.lists(body_instructions(), max_size=6)) for insn in part]
     text = [disassemble(Program((insn,))).strip() for insn in body]
     steps = [f"add r{COUNTER}, {step}"] + ([walk_step] if walk_step else [])
     draw(st.randoms()).shuffle(steps)
@@ -514,7 +604,9 @@ def counted_programs(draw: st.DrawFn) -> Program:
         leave = "jge" if up else "jle"
         leave = draw(st.sampled_from(["jeq", leave]))
         data_exit = f"jeq r{draw(BODY_REGS)}, {draw(st.integers(0, 3))}, out"
-        lines += ["loop:", f"{leave} r{COUNTER}, r{BOUND}, out", *text, data_exit, *steps]
+        split = draw(st.integers(0, len(text)))  # the counter test first, or after some
+        test = f"{leave} r{COUNTER}, r{BOUND}, out"
+        lines += ["loop:", *text[:split], test, *text[split:], data_exit, *steps]
         lines += ["ja loop", "out:", "exit"]
     return assemble("\n".join(lines))
 

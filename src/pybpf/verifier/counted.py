@@ -116,6 +116,8 @@ class Counted:
     """Whether each pass steps the counter before it tests it."""
     length: int
     """The most instructions a pass runs from the loop's start to a backward jump."""
+    test_block: int
+    """The block (of the :class:`LoopShape`) whose final jump is the counter's test."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,9 @@ def counted_loop(shape: LoopShape, written: list[int]) -> Counted | None:
         found = _test_in(shape, test_block, every_pass, dominators, written)
         if found is not None:
             counter, step, condition, bound, constant, updated_first = found
-            return Counted(counter, step, condition, bound, constant, updated_first, length)
+            return Counted(
+                counter, step, condition, bound, constant, updated_first, length, test_block
+            )
     return None
 
 
@@ -268,42 +272,82 @@ def one_block_loop(body: Sequence[Instruction]) -> Counted | None:
 
 @dataclass(frozen=True)
 class Walk:
-    """A load or store of a one-block counted loop whose base register the loop steps
-    by a constant once per pass (a 64-bit ``add`` or ``sub`` of an immediate, its only
-    write there): pass ``j`` (from 0) reaches ``base + start + j * step``, with
-    ``base`` the register's value before the loop."""
+    """A load or store of a counted loop whose address moves by a constant each pass:
+    pass ``j`` (from 0) reaches ``sum(bases) + start + j * step``, with ``bases`` the
+    values of those registers as the loop begins."""
 
     index: int
-    """The access's position in the block."""
-    base: int
+    """The access's position in the pass (see :func:`walks`)."""
+    bases: tuple[int, ...]
+    """One or two registers the loop does not write, or steps by a constant once."""
     start: int
     step: int
     size: int
     write: bool
 
 
+_Affine = tuple[tuple[int, ...], int, int]
+"""A register's value in a pass as (bases, step, constant): the sum of the bases'
+values at the loop's start, plus ``step`` times the pass number, plus the constant."""
+
+
 def walks(body: Sequence[Instruction]) -> list[Walk]:
-    """The walks among the plain loads and stores of a one-block loop's ``body``
-    (atomics are left out: their code keeps its checks)."""
+    """The walks among the plain loads and stores of one pass of a loop, ``body``
+    being its instructions in the order every pass runs them (a one-block loop's
+    block, or the blocks of a loop whose passes run them all).
+
+    A register the loop does not write keeps its value; one it writes only by a
+    64-bit ``add`` or ``sub`` of a constant steps by that much each pass; 64-bit
+    moves, and additions of constants or of another such value (two bases at most),
+    carry those forms through the pass.  Any other write makes a register unknown
+    until it is written again in one of those ways.  Atomics are left out: their
+    code keeps its checks.
+    """
     writes: dict[int, list[int]] = {}
     for index, insn in enumerate(body):
         for register in ranges.written(insn):
             writes.setdefault(register, []).append(index)
+    values: list[_Affine | None] = []
+    for register in range(11):
+        places = writes.get(register)
+        if not places:
+            values.append(((register,), 0, 0))
+            continue
+        step = constant_step(body[places[0]], register) if len(places) == 1 else None
+        values.append(None if step is None else ((register,), step, 0))
     found: list[Walk] = []
     for index, insn in enumerate(body):
-        op = insn.spec.op
-        if op not in _PLAIN_ACCESSES:
-            continue
-        base = ranges.access_base(insn)
-        places = writes.get(base, [])
-        if len(places) != 1:
-            continue
-        step = constant_step(body[places[0]], base)
-        if step is None:
-            continue
-        start = insn.off + (step if places[0] < index else 0)
-        found.append(Walk(index, base, start, step, insn.spec.size, op is Op.STORE))
+        spec = insn.spec
+        if spec.op in _PLAIN_ACCESSES:
+            value = values[ranges.access_base(insn)]
+            if value is not None:
+                bases, step, constant = value
+                found.append(
+                    Walk(index, bases, constant + insn.off, step, spec.size, spec.op is Op.STORE)
+                )
+        for register in ranges.written(insn):
+            values[register] = _after(insn, register, values)
     return found
+
+
+def _after(insn: Instruction, register: int, values: list[_Affine | None]) -> _Affine | None:
+    """``register``'s form after ``insn`` writes it, from the forms before."""
+    spec = insn.spec
+    if spec.width != 64 or register != insn.dst:
+        return None
+    step = constant_step(insn, register)
+    if step is not None:
+        before = values[register]
+        return None if before is None else (before[0], before[1], before[2] + step)
+    if spec.form is not Form.ALU_REG or spec.op not in (Op.MOV, Op.ADD):
+        return None
+    source = values[insn.src]
+    if spec.op is Op.MOV or source is None:
+        return source
+    before = values[register]
+    if before is None or len(before[0]) + len(source[0]) > 2:
+        return None
+    return (before[0] + source[0], before[1] + source[1], before[2] + source[2])
 
 
 _PLAIN_ACCESSES = frozenset({Op.LOAD, Op.LOADSX, Op.STORE})

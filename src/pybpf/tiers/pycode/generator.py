@@ -922,17 +922,19 @@ def _input_offset(base: int, off: int) -> str:
 
 
 def _input_walks(function: Function, loop: Loop, views: bool) -> list[_Walk]:
-    """The input accesses of a one-block counted loop whose base register the loop
-    steps by a constant (:func:`~pybpf.verifier.counted.walks`).  The block runs
+    """The input accesses of a one-block counted loop whose address moves by a
+    constant each pass (:func:`~pybpf.verifier.counted.walks`).  The block runs
     ``trips + 1`` times, so such an access reaches ``first``, ``first + step``, ...
     ``first + trips * step``; a test of both ends against the input's bounds before
     the loop replaces the test of every pass (a failed one takes the copy of the
-    loop that tests each access)."""
+    loop that tests each access).  The ends are sums of unreduced register values:
+    one the test passes is below 2**64, so it is the address itself."""
     body = function.blocks[loop.first][1]
     found: list[_Walk] = []
     for walk in walks([insn for _pc, insn in body]):
         start, step, size = walk.start, walk.step, walk.size
-        first = f"r{walk.base} + {start} - IB" if start else f"r{walk.base} - IB"
+        bases = " + ".join(f"r{base}" for base in walk.bases)
+        first = f"{bases} + {start} - IB" if start else f"{bases} - IB"
         last = f"{first} + {step} * trips"
         low, high = (first, last) if step >= 0 else (last, first)
         bound = f"IW{size}" if walk.write else f"IL{size}"

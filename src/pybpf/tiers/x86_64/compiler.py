@@ -549,13 +549,12 @@ class _Compiler:
             kind = self.in_copy(pc, insn)
             if kind is _CHECKED:
                 walk = walks.get(index)
-                if walk is None or not (_fits_imm32(walk.step) and _fits_imm32(walk.start)):
-                    return None  # (the guard's code takes both as 32-bit immediates)
+                if walk is None or 10 in walk.bases or not _walk_fits(walk, 0):
+                    return None  # (r10 is a host pointer here, not a VM value)
                 checked.append(walk)
             elif kind is not _UNCHECKED:
                 return None
-        slots = {self.regions[walk.base] for walk in checked}
-        slot = slots.pop() if len(slots) == 1 else 0 if not slots else None
+        slot = self.walk_slot(checked)
         if slot is None:
             return None  # a walk of no predicted region, or of two
         asm = self.asm
@@ -564,7 +563,7 @@ class _Compiler:
         self.quotient = None
         self.trips(loop, metered)
         for walk in checked:
-            self.walk_check(walk, slot, metered)
+            self.walk_check(walk, slot, metered, 0)
         limit = len(block)
         asm.lea(RAX, RCX, 1)
         asm.imul_rri(RAX, RAX, limit)
@@ -572,8 +571,7 @@ class _Compiler:
         asm.jcc(Cond.B, metered)
         asm.alu_rr(_SUB, METER, RAX)  # every pass, paid ahead
         if checked:
-            asm.load(RCX, CTX, layout.table_field(layout.HOST, slot))
-            asm.alu_rm(_SUB, RCX, CTX, layout.table_field(layout.LOWEST, slot))
+            self.host_offset(slot)
         regions, labels = self.regions, self.block_labels
         if self.numbering:
             self.unknown_values()
@@ -619,10 +617,14 @@ class _Compiler:
                 if start <= target < end:
                     return  # a jump inside the loop: passes may differ
                 exits[block_start] = target
-        for index, (_start, body) in enumerate(loop_blocks):
-            for pc, insn in body if index < len(loop_blocks) - 1 else body[:-1]:
-                if self.in_copy(pc, insn) is not _UNCHECKED:
-                    return  # it may trap or call, r10 is a value, or an access is checked
+        checked: list[int] = []  # positions in the pass of the accesses to test
+        pairs = [pair for _start, body in loop_blocks for pair in body]
+        for position, (pc, insn) in enumerate(pairs[:-1]):
+            kind = self.in_copy(pc, insn)
+            if kind is _CHECKED:
+                checked.append(position)
+            elif kind is not _UNCHECKED:
+                return  # it may trap or call, or r10 is a value
         bodies = [[insn for _pc, insn in body] for _start, body in loop_blocks]
         targets: list[int | None] = [None if s not in exits else last + 1 for s, _b in loop_blocks]
         targets[-1] = first
@@ -635,20 +637,37 @@ class _Compiler:
             return
         if not any(loop.counter in ranges.written(insn) for insn in bodies[-1]):
             return  # stepped before a way out: that way would see a pass more
+        # the accesses after the counter's test run in one pass fewer than the test
+        tested = sum(lengths[: loop.test_block - first + 1]) - 1
+        walks = {walk.index: walk for walk in counted.walks([insn for _pc, insn in pairs])}
+        tests: list[tuple[counted.Walk, int]] = []
+        for position in checked:
+            walk, last_pass = walks.get(position), -1 if position > tested else 0
+            if walk is None or 10 in walk.bases or not _walk_fits(walk, last_pass):
+                return  # a checked access the guard cannot test once
+            tests.append((walk, last_pass))
+        slot = self.walk_slot([walk for walk, _last in tests])
+        if slot is None:
+            return
         metered, fast = self.block_labels[start], asm.label()
         passes = sum(lengths)
         self.counted_copies[asm.pos] = start
         self.quotient = None
         self.trips(loop, metered)
+        for walk, last_pass in tests:
+            self.walk_check(walk, slot, metered, last_pass)
         counter = REGISTER_MAP[loop.counter]
         asm.imul_rri(RAX, RCX, passes)
         asm.alu_ri(_ADD, RAX, limit)
         asm.alu_rr(_CMP, METER, RAX)
         asm.jcc(Cond.B, metered)
         asm.store_r(CTX, layout.LOOP_START, counter)
+        if tests:
+            self.host_offset(slot)
         regions, labels = self.regions, self.block_labels
         if self.numbering:
             self.unknown_values()
+        self.hoisted = frozenset(pairs[walk.index][0] for walk, _last in tests)
         every_offset, self.every_offset = self.every_offset, False
         self.plan = MeterPlan(plan.checkpoints, plan.ahead, {}, {})  # the ways out pay
         leaving: list[tuple[Label, int, int]] = []  # label, instructions run, target
@@ -674,6 +693,7 @@ class _Compiler:
         finally:
             labels[start] = metered
             self.plan, self.every_offset, self.regions = plan, every_offset, regions
+            self.hoisted = frozenset()
         shift = abs(loop.step).bit_length() - 1
         for label, ran, target in leaving:
             asm.bind(label)
@@ -690,6 +710,25 @@ class _Compiler:
             asm.alu_ri(_ADD, RAX, ran + ahead)
             asm.alu_rr(_SUB, METER, RAX)
             asm.jmp(labels[target])
+
+    def host_offset(self, slot: int) -> None:
+        """rcx = the host address of region ``slot`` minus its lowest VM address, which
+        a loop copy adds to a tested walk's address (:attr:`hoisted`)."""
+        self.asm.load(RCX, CTX, layout.table_field(layout.HOST, slot))
+        self.asm.alu_rm(_SUB, RCX, CTX, layout.table_field(layout.LOWEST, slot))
+
+    def walk_slot(self, checked: list[counted.Walk]) -> int | None:
+        """The region slot every walk of ``checked`` is predicted in (each walk by its
+        first base with a prediction here), 0 for no walks, or None: none, or two.
+        The guard tests the walks against that slot's row, so a wrong prediction only
+        sends the run to the loop as it is."""
+        slots: set[int | None] = set()
+        for walk in checked:
+            found = [self.regions[base] for base in walk.bases if self.regions[base] is not None]
+            slots.add(found[0] if found else None)
+        if not slots:
+            return 0
+        return slots.pop() if len(slots) == 1 else None
 
     def in_copy(self, pc: int, insn: Instruction) -> bool | None:
         """How ``insn`` may run in a loop's copy without the meter: :data:`_UNCHECKED`
@@ -722,22 +761,26 @@ class _Compiler:
                 cond, imm = never(magnitude)
                 asm.alu_ri(_CMP, bound, imm)
                 asm.jcc(cond, metered)
-        first = counter
-        if loop.updated_first:
-            first = RAX
-            asm.lea(RAX, counter, step)
         if step > 0:  # rcx = bound - first, with the flags of the subtraction
+            first = counter
+            if loop.updated_first:
+                first = RAX
+                asm.lea(RAX, counter, step)
             if loop.bound is None:
                 asm.mov_ri(RCX, loop.constant)
             else:
                 asm.mov_rr(RCX, bound)
             asm.alu_rr(_SUB, RCX, first)
         else:  # rcx = first - bound
-            asm.mov_rr(RCX, first)
-            if loop.bound is None:  # (the constant came from a sign-extended imm32)
-                asm.alu_ri(_SUB, RCX, loop.constant - (loop.constant >> 63 << 64))
+            if loop.updated_first:
+                asm.lea(RCX, counter, step)
             else:
+                asm.mov_rr(RCX, counter)
+            if loop.bound is not None:
                 asm.alu_rr(_SUB, RCX, bound)
+            elif loop.constant or op is not Op.JNE:  # (JNE needs no flags)
+                # (the constant came from a sign-extended imm32)
+                asm.alu_ri(_SUB, RCX, loop.constant - (loop.constant >> 63 << 64))
         none, done = asm.label(), asm.label()
         if op is Op.JNE:
             if magnitude > 1:
@@ -760,28 +803,36 @@ class _Compiler:
         asm.alu_ri(_CMP, RCX, _MOST_TRIPS)
         asm.jcc(Cond.A, metered)
 
-    def walk_check(self, walk: counted.Walk, slot: int, metered: Label) -> None:
-        """Jump to ``metered`` unless the first and the last address of ``walk`` (rcx
-        holding the passes after the first) are valid starts of its access in region
-        ``slot``: the addresses between them are then too.  Clobbers rax."""
+    def walk_check(self, walk: counted.Walk, slot: int, metered: Label, last_pass: int) -> None:
+        """Jump to ``metered`` unless the first and the last address of ``walk`` are
+        valid starts of its access in region ``slot``: the addresses between them are
+        then too.  The last pass that reaches it is rcx (the passes after the first)
+        plus ``last_pass`` (0 or -1; at -1 with rcx 0 none does).  Clobbers rax."""
         asm = self.asm
-        base = REGISTER_MAP[walk.base]
+        bases = [REGISTER_MAP[base] for base in walk.bases]
         lowest = layout.table_field(layout.LOWEST, slot)
         count = layout.table_field(layout.COUNT[walk.size, walk.write], slot)
-        if walk.start:
-            asm.lea(RAX, base, walk.start)
+        skip = asm.label()
+        if last_pass:
+            asm.test_rr(RCX, RCX)
+            asm.jcc(Cond.E, skip)
+        if walk.start or len(bases) > 1:
+            asm.lea(RAX, bases[0], walk.start, bases[1] if len(bases) > 1 else None)
         else:
-            asm.mov_rr(RAX, base)
+            asm.mov_rr(RAX, bases[0])
         asm.alu_rm(_SUB, RAX, CTX, lowest)
         asm.alu_rm(_CMP, RAX, CTX, count)
         asm.jcc(Cond.AE, metered)
-        asm.imul_rri(RAX, RCX, walk.step)  # |trips * step| < 2**62
-        asm.alu_rr(_ADD, RAX, base)
-        if walk.start:
-            asm.lea(RAX, RAX, walk.start)
+        asm.imul_rri(RAX, RCX, walk.step)  # |passes * step| < 2**62
+        for base in bases:
+            asm.alu_rr(_ADD, RAX, base)
+        last = walk.start + last_pass * walk.step
+        if last:
+            asm.lea(RAX, RAX, last)
         asm.alu_rm(_SUB, RAX, CTX, lowest)
         asm.alu_rm(_CMP, RAX, CTX, count)
         asm.jcc(Cond.AE, metered)
+        asm.bind(skip)
 
     def unknown_values(self) -> None:
         """Give every register a fresh value number (a block with several ways in)."""
@@ -1425,6 +1476,12 @@ says NEVER), by the magnitude of the step."""
 
 def _fits_imm32(value: int) -> bool:
     return -(1 << 31) <= value < 1 << 31
+
+
+def _walk_fits(walk: counted.Walk, last_pass: int) -> bool:
+    """Whether the guard's code for ``walk`` (:meth:`_Compiler.walk_check`) can take its
+    step and its first and last offsets as 32-bit immediates."""
+    return all(map(_fits_imm32, (walk.step, walk.start, walk.start + last_pass * walk.step)))
 
 
 def _copyable_counter(loop: counted.Counted) -> bool:
