@@ -15,8 +15,9 @@ covers ``trips * length`` more instructions when the loop starts, none of the
 budget tests at its backward jumps can fail, and a copy of the loop without
 them runs instead (the loop as it is runs otherwise).  Both compiling tiers make
 such copies (pycode for any counted loop, x86-64 for those whose passes run the
-same blocks), and both test a one-block loop's *walks* (:func:`walks`) once for
-all its passes.
+same blocks), and both test the *walks* (:func:`walks`: accesses whose address moves
+by a constant each pass) of such a loop once for all its passes (pycode in loops of
+one block).
 """
 
 from __future__ import annotations

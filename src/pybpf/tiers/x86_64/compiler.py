@@ -600,7 +600,8 @@ class _Compiler:
         each way out of the copy charges what that path ran (``(counter - start) /
         step`` passes, and the blocks of the last one up to the way out) and what the
         code it goes to expects to find paid ahead.  Nothing in the copy traps or calls
-        (every access is in the frame), so no other way ends it.
+        (every access is in the frame or is a walk the guard tests, those after the
+        counter's test for one pass fewer), so no other way ends it.
         """
         plan, asm = self.plan, self.asm
         loop_blocks = blocks[first : last + 1]
