@@ -183,22 +183,22 @@ def test_walks_with_either_end_outside_fault_as_the_interpreter_does(setup: str,
     assert_same_everywhere(program, mem, budgets_around(program, mem))
 
 
-def passes_loop(start: int, bound: int, step: int, leave: str, stop: int) -> str:
-    """A loop of three blocks: leave when ``r3 LEAVE r4`` (the counter test), then
-    when a running sum read back from the stack reaches ``stop``, then step r3 by
-    ``step`` and ``ja`` back; each way out adds its own mark to r0."""
-    return f"""
+PASSES_LOOP = """
         lddw r3, {start}
         lddw r4, {bound}
         mov r0, 0
         stxdw [r10-8], r0
     loop:
         {leave} r3, r4, counted_out
-        ldxdw r5, [r10-8]
+        {prep}
+        ldxdw r5, [{base}-8]
         add r5, 1
+        {call}
         stxdw [r10-8], r5
-        jeq r5, {stop}, stopped
-        add r3, {step}
+        {early_step}
+        jeq r5, {stop}, {stop_target}
+    step:
+        {late_step}
         ja loop
     counted_out:
         ldxdw r0, [r10-8]
@@ -206,7 +206,19 @@ def passes_loop(start: int, bound: int, step: int, leave: str, stop: int) -> str
     stopped:
         mov r0, 1000
         exit
-    """
+"""
+"""A loop of three blocks: leave when ``r3 LEAVE r4`` (the counter test), then when
+a running sum read back from the stack reaches ``stop``, then step r3 and ``ja``
+back; each way out leaves its own mark in r0.  The other fields make variants that
+do not qualify for a copy (see :data:`QUALIFIED`)."""
+QUALIFIED = {"base": "r10", "call": "", "early_step": "", "stop_target": "stopped", "prep": ""}
+"""The fields of :data:`PASSES_LOOP` for a loop that gets a copy."""
+
+
+def passes_loop(start: int, bound: int, step: int, leave: str, stop: int) -> str:
+    return PASSES_LOOP.format(
+        **QUALIFIED, start=start, bound=bound, leave=leave, stop=stop, late_step=f"add r3, {step}"
+    )
 
 
 LEAVING = ("jeq", "jge", "jgt", "jle", "jlt")
@@ -241,34 +253,6 @@ def test_loops_of_several_blocks_get_copies() -> None:
     assert sorted(copies(sort).values()) == [8, 22, 33]  # the copy in, the shift, the sum
 
 
-UNQUALIFIED = """
-        mov r3, 0
-        mov r4, 9
-        mov r0, 0
-        stxdw [r10-8], r0
-    loop:
-        jge r3, r4, counted_out
-        {prep}
-        ldxdw r5, [{base}-8]
-        add r5, 1
-        {call}
-        stxdw [r10-8], r5
-        {early_step}
-        jeq r5, 5, {stop_target}
-    step:
-        {late_step}
-        ja loop
-    counted_out:
-        ldxdw r0, [r10-8]
-        exit
-    stopped:
-        mov r0, 1000
-        exit
-"""
-QUALIFIED = {"base": "r10", "call": "", "early_step": "", "stop_target": "stopped", "prep": ""}
-QUALIFIED |= {"late_step": "add r3, 1"}
-
-
 @pytest.mark.parametrize(
     "change",
     [
@@ -280,7 +264,14 @@ QUALIFIED |= {"late_step": "add r3, 1"}
     ],
 )
 def test_loops_of_several_blocks_that_do_not_qualify_keep_the_meter(change: dict[str, str]) -> None:
-    program = assemble(UNQUALIFIED.format(**(QUALIFIED | change)))
+    fields = QUALIFIED | {
+        "start": 0,
+        "bound": 9,
+        "leave": "jge",
+        "stop": 5,
+        "late_step": "add r3, 1",
+    }
+    program = assemble(PASSES_LOOP.format(**(fields | change)))
     assert bool(copies(program)) == (not change), change
     mem = bytes(16)
     assert_same_everywhere(program, mem, budgets_around(program, mem))
