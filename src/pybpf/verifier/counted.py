@@ -319,7 +319,7 @@ def walks(body: Sequence[Instruction]) -> list[Walk]:
     found: list[Walk] = []
     for index, insn in enumerate(body):
         spec = insn.spec
-        if spec.op in _PLAIN_ACCESSES:
+        if spec.op in ranges.PLAIN_ACCESS_OPS:
             value = values[ranges.access_base(insn)]
             if value is not None:
                 bases, step, constant = value
@@ -349,6 +349,3 @@ def _after(insn: Instruction, register: int, values: list[_Affine | None]) -> _A
     if before is None or len(before[0]) + len(source[0]) > 2:
         return None
     return (before[0] + source[0], before[1] + source[1], before[2] + source[2])
-
-
-_PLAIN_ACCESSES = frozenset({Op.LOAD, Op.LOADSX, Op.STORE})

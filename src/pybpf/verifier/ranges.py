@@ -313,6 +313,8 @@ def _accessed(insn: Instruction, state: State) -> None:
 
 _LOADS = (Op.LOAD, Op.LOADSX)
 ACCESS_OPS = frozenset({*_LOADS, Op.STORE, Op.ATOMIC_CMPXCHG, *ATOMIC_OPS})
+PLAIN_ACCESS_OPS = frozenset({*_LOADS, Op.STORE})
+"""Loads and stores that are not atomics."""
 """Operations that read or write memory at ``base + off`` (legacy packet loads aside)."""
 
 

@@ -35,7 +35,8 @@ they wrote for each shape of instruction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from pybpf.errors import TrapKind
@@ -572,22 +573,32 @@ class _Compiler:
         asm.alu_rr(_SUB, METER, RAX)  # every pass, paid ahead
         if checked:
             self.host_offset(slot)
-        regions, labels = self.regions, self.block_labels
+        with self.copy_of(start, fast, {block[walk.index][0] for walk in checked}):
+            self.block_start, self.zero_flag = start, None
+            self.lower_block(block)
+        asm.jmp(after)
+        return after
+
+    @contextmanager
+    def copy_of(self, start: int, fast: Label, hoisted: set[int]) -> Iterator[None]:
+        """Compile a loop's copy without the meter, at ``fast`` (a loop head, so it is
+        aligned), its backward jumps going there and the ``hoisted`` accesses
+        addressed through rcx; afterwards the loop as it is compiles with the
+        predictions and labels the copy began with, and no offsets of the copy show
+        in a listing."""
+        labels, regions, every_offset = self.block_labels, self.regions, self.every_offset
+        metered = labels[start]
         if self.numbering:
             self.unknown_values()
-        self.hoisted = frozenset(block[walk.index][0] for walk in checked)
-        every_offset, self.every_offset = self.every_offset, False
-        labels[start] = fast  # the copy's backward jump goes to the copy
-        asm.align(LOOP_ALIGNMENT)
-        asm.bind(fast)
-        self.block_start, self.zero_flag = start, None
+        self.hoisted, self.every_offset = frozenset(hoisted), False
+        labels[start] = fast
+        self.asm.align(LOOP_ALIGNMENT)
+        self.asm.bind(fast)
         try:
-            self.lower_block(block)
+            yield
         finally:
             labels[start] = metered
             self.hoisted, self.every_offset, self.regions = frozenset(), every_offset, regions
-        asm.jmp(after)
-        return after
 
     def passes_copy(self, first: int, last: int, blocks: list[Block]) -> None:
         """A loop of several blocks that a counter bounds, where every pass runs them all
@@ -665,36 +676,28 @@ class _Compiler:
         asm.store_r(CTX, layout.LOOP_START, counter)
         if tests:
             self.host_offset(slot)
-        regions, labels = self.regions, self.block_labels
-        if self.numbering:
-            self.unknown_values()
-        self.hoisted = frozenset(pairs[walk.index][0] for walk, _last in tests)
-        every_offset, self.every_offset = self.every_offset, False
+        labels = self.block_labels
         self.plan = MeterPlan(plan.checkpoints, plan.ahead, {}, {})  # the ways out pay
         leaving: list[tuple[Label, int, int]] = []  # label, instructions run, target
         ran = 0
-        labels[start] = fast
-        asm.align(LOOP_ALIGNMENT)
-        asm.bind(fast)
         try:
-            for block_start, body in loop_blocks:
-                ran += len(body)
-                self.block_start, self.zero_flag = block_start, None
-                way_out = exits.get(block_start)
-                if way_out is None:
-                    self.lower_block(body)
-                    continue
-                away = labels[way_out]
-                labels[way_out] = asm.label()
-                leaving.append((labels[way_out], ran, way_out))
-                try:
-                    self.lower_block(body)
-                finally:
-                    labels[way_out] = away
+            with self.copy_of(start, fast, {pairs[walk.index][0] for walk, _last in tests}):
+                for block_start, body in loop_blocks:
+                    ran += len(body)
+                    self.block_start, self.zero_flag = block_start, None
+                    way_out = exits.get(block_start)
+                    if way_out is None:
+                        self.lower_block(body)
+                        continue
+                    away = labels[way_out]
+                    labels[way_out] = asm.label()
+                    leaving.append((labels[way_out], ran, way_out))
+                    try:
+                        self.lower_block(body)
+                    finally:
+                        labels[way_out] = away
         finally:
-            labels[start] = metered
-            self.plan, self.every_offset, self.regions = plan, every_offset, regions
-            self.hoisted = frozenset()
+            self.plan = plan
         shift = abs(loop.step).bit_length() - 1
         for label, ran, target in leaving:
             asm.bind(label)
@@ -1449,7 +1452,7 @@ _KEEPS_SCRATCH = frozenset(
 )
 """Operations whose code writes neither rax nor rcx, unless an operand is r10 or a shift
 count is a register: a division's results survive them (see :meth:`_Compiler.after`)."""
-_PLAIN_ACCESSES = frozenset({Op.LOAD, Op.LOADSX, Op.STORE})
+_PLAIN_ACCESSES = ranges.PLAIN_ACCESS_OPS
 _LOAD = Form.LOAD
 _UNCHECKED, _CHECKED = False, True
 """What :meth:`_Compiler.in_copy` says of an instruction a loop copy may hold."""
